@@ -1,0 +1,314 @@
+"""Losses: pure functions returning nats per sequence, float32[B].
+
+For each loss, its mean over ``t ~ U(0, 1)`` (``t_index ~ U{1..T}`` for D3PM) and
+``x_t ~ q(x_t | x0)`` is the negative ELBO of ``x0``, with the prior term
+made negligible by the schedule's ``eps`` (continuous time) or included (D3PM).
+With the exact posterior ``p(x0_i | x_t)`` every continuous-time loss has
+expectation equal to the exact NLL ``-log p(x0)``; ``tests/test_losses.py`` checks
+this against the enumerating oracle in :mod:`ddjax.testing`.
+
+Shapes: ``log_probs`` float[B, L, K]; ``x0``, ``x_t`` int32[B, L]; ``t`` float32[B].
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+
+from ddjax._struct import check
+from ddjax.processes import D3PM, Interpolating, Masking, Process, _onehot, _times
+
+__all__ = [
+    "sample_times",
+    "masked_elbo",
+    "uniform_elbo",
+    "score_entropy",
+    "d3pm_vb",
+    "d3pm_hybrid",
+    "any_order_nll",
+    "dfm_generalized_kl",
+    "cross_entropy",
+]
+
+_LOG_FLOOR = 1e-30
+
+
+def sample_times(
+    key: Array, batch: int, antithetic: bool = True, t_min: float = 1e-5
+) -> Array:
+    """Training times in [t_min, 1 - t_min]: float32[batch].
+
+    ``antithetic=True`` stratifies one uniform over the batch (MD4's low-discrepancy
+    sampler): t_i = (u + i / B) mod 1, which lowers the variance of the batch mean.
+    """
+    if antithetic:
+        u = (jax.random.uniform(key, ()) + jnp.arange(batch) / batch) % 1.0
+    else:
+        u = jax.random.uniform(key, (batch,))
+    return t_min + (1.0 - 2.0 * t_min) * u
+
+
+def _check_args(
+    log_probs: ArrayLike, x0: ArrayLike, x_t: ArrayLike, process: Process, name: str = "log_probs"
+) -> tuple[Array, Array, Array]:
+    log_probs = jnp.asarray(log_probs, jnp.float32)
+    x0, x_t = process.check_x0(x0), process.check_x_t(x_t)
+    check(x0.shape == x_t.shape, f"x0 has shape {x0.shape} but x_t has shape {x_t.shape}")
+    check(
+        log_probs.shape[:-1] == x0.shape,
+        f"{name} has shape {log_probs.shape} but x0 has shape {x0.shape}",
+    )
+    return log_probs, x0, x_t
+
+
+def _data_nll(log_probs: Array, x0: Array) -> Array:
+    """-log p(x0_i) per position: float32[B, L]."""
+    return -jnp.take_along_axis(log_probs, x0[..., None], axis=-1)[..., 0]
+
+
+def _require(process: Process, kind: type, loss: str) -> None:
+    check(
+        isinstance(process, kind),
+        f"{loss} needs a {kind.__name__} process, got {type(process).__name__}",
+        TypeError,
+    )
+
+
+def cross_entropy(log_probs: ArrayLike, x0: ArrayLike) -> Array:
+    """Sum over positions of -log p(x0_i): float32[B] (the autoregressive loss)."""
+    log_probs = jnp.asarray(log_probs, jnp.float32)
+    x0 = jnp.asarray(x0, jnp.int32)
+    check(
+        log_probs.shape[:-1] == x0.shape,
+        f"log_probs has shape {log_probs.shape} but x0 has shape {x0.shape}",
+    )
+    return _data_nll(log_probs, x0).sum(-1)
+
+
+def masked_elbo(
+    log_probs: ArrayLike, x0: ArrayLike, x_t: ArrayLike, t: ArrayLike, process: Masking
+) -> Array:
+    """MDLM / MD4 continuous-time NELBO: (-a'_t / (1 - a_t)) sum_{masked i} -log p(x0_i)."""
+    _require(process, Masking, "masked_elbo")
+    log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
+    t = _times(t, x0)
+    masked = x_t == process.mask_id
+    ce = jnp.where(masked, _data_nll(log_probs, x0), 0.0).sum(-1)
+    return process.schedule.masking_rate(t) * ce
+
+
+def score_entropy(
+    log_score: ArrayLike, x0: ArrayLike, x_t: ArrayLike, t: ArrayLike, process: Interpolating
+) -> Array:
+    """SEDD's denoising score entropy for any interpolating process.
+
+    Per position: R_t(y -> x_t) sum_{y != x_t} [s_y - r_y log s_y + r_y (log r_y - 1)],
+    with s = exp(log_score) the model's ratios and r_y = q_t(y | x0) / q_t(x_t | x0) the
+    true ones. The forward rate into x_t is sigma_bar'(t) pi(x_t), so masked positions of
+    the masking process carry weight sigma_bar'(t) and unmasked ones 0.
+
+    Args:
+      log_score: float[B, L, num_states]; the entry at y = x_t is ignored.
+    """
+    _require(process, Interpolating, "score_entropy")
+    log_score, x0, x_t = _check_args(log_score, x0, x_t, process, "log_score")
+    n = process.num_states
+    check(
+        log_score.shape[-1] == n,
+        f"log_score must have {n} states on its last axis, got {log_score.shape[-1]}",
+    )
+    t = _times(t, x0)
+    a = process.schedule.alpha(t)[..., None]
+    one_minus_a = process.schedule.one_minus_alpha(t)[..., None]
+    pi = process.prior_probs()
+    weight = process.forward_rate_into(x_t, t)  # [B, L]
+    q_xt = a * (x_t == x0) + one_minus_a * pi[x_t]  # q_t(x_t | x0)
+    r = (a[..., None] * _onehot(x0, n) + one_minus_a[..., None] * pi) / jnp.maximum(
+        q_xt, _LOG_FLOOR
+    )[..., None]
+    off = _onehot(x_t, n) == 0
+    terms = (
+        jnp.exp(log_score)
+        - jnp.where(r > 0, r * log_score, 0.0)
+        + jnp.where(r > 0, r * (jnp.log(jnp.where(r > 0, r, 1.0)) - 1.0), 0.0)
+    )
+    per_pos = jnp.where(off, terms, 0.0).sum(-1)
+    return jnp.where(weight > 0, weight * per_pos, 0.0).sum(-1)
+
+
+def uniform_elbo(
+    log_probs: ArrayLike,
+    x0: ArrayLike,
+    x_t: ArrayLike,
+    t: ArrayLike,
+    process: Interpolating,
+    *,
+    plugin: bool = False,
+) -> Array:
+    """Continuous-time NELBO for uniform (or any interpolating) noise from x0 log-probs.
+
+    Default: the score entropy of the score implied by reading ``log_probs`` as the
+    posterior p(x0_i | x_t) (design.md section 5.2), computed in O(K) per token
+    without materialising the score. ``plugin=True``: UDLM's published form, which
+    plugs ``p`` into the one-hot posterior formula (exact only for p(x0_i | rest)).
+    """
+    _require(process, Interpolating, "uniform_elbo")
+    log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
+    t = _times(t, x0)
+    if plugin:
+        return _udlm_plugin_elbo(log_probs, x0, x_t, t, process)
+    n = process.num_states
+    a = process.schedule.alpha(t)[..., None]
+    one_minus_a = process.schedule.one_minus_alpha(t)[..., None]
+    pi = process.prior_probs()
+    weight = process.forward_rate_into(x_t, t)
+    # Model score s_y = a w_y + (1 - a) pi_y W, w_y = p(y) / q_t(x_t | y).
+    p = jnp.exp(log_probs)
+    if n > process.vocab_size:
+        p = jnp.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, n - process.vocab_size)])
+    at_x = _onehot(x_t, n) > 0
+    lik = one_minus_a[..., None] * pi[x_t][..., None] + a[..., None] * at_x
+    w = jnp.where(lik > 0, p / jnp.where(lik > 0, lik, 1.0), 0.0)
+    w_sum = w.sum(-1, keepdims=True)
+    s = a[..., None] * w + one_minus_a[..., None] * pi * w_sum
+    # True ratio r_y = q_t(y | x0) / q_t(x_t | x0).
+    q_xt = a * (x_t == x0) + one_minus_a * pi[x_t]
+    r = (a[..., None] * _onehot(x0, n) + one_minus_a[..., None] * pi) / jnp.maximum(
+        q_xt, _LOG_FLOOR
+    )[..., None]
+    log_s = jnp.log(jnp.maximum(s, _LOG_FLOOR))
+    terms = s - r + jnp.where(r > 0, r * (jnp.log(jnp.where(r > 0, r, 1.0)) - log_s), 0.0)
+    per_pos = jnp.where(at_x, 0.0, terms).sum(-1)
+    return jnp.where(weight > 0, weight * per_pos, 0.0).sum(-1)
+
+
+def _udlm_plugin_elbo(
+    log_probs: Array, x0: Array, x_t: Array, t: Array, process: Interpolating
+) -> Array:
+    """UDLM's NELBO: (-a'/(K a)) [K/xt_theta[z] - K/xt[z] + sum_j (xt_j/xt[z]) log(...)]."""
+    k = process.vocab_size
+    check(
+        process.num_states == k,
+        "the plug-in uniform ELBO needs a process over data tokens only (no mask state)",
+    )
+    a = process.schedule.alpha(t)[..., None]
+    one_minus_a = process.schedule.one_minus_alpha(t)[..., None]
+    coef = (-process.schedule.alpha_prime(t) / (k * process.schedule.alpha(t)))[..., None]
+    xbar = k * a[..., None] * _onehot(x0, k) + one_minus_a[..., None]
+    xbar_theta = k * a[..., None] * jnp.exp(log_probs) + one_minus_a[..., None]
+    take = lambda v: jnp.take_along_axis(v, x_t[..., None], axis=-1)  # noqa: E731
+    xbar_z, xbar_theta_z = take(xbar), take(xbar_theta)
+    log_ratio = (
+        jnp.log(xbar) + jnp.log(xbar_theta_z) - jnp.log(xbar_z) - jnp.log(xbar_theta)
+    )
+    per_pos = (
+        k / xbar_theta_z[..., 0]
+        - k / xbar_z[..., 0]
+        + ((xbar / xbar_z) * log_ratio).sum(-1)
+    )
+    return (coef * per_pos).sum(-1)
+
+
+def _kl_rows(p: Array, q: Array) -> Array:
+    """KL(p || q) over the last axis with 0 log 0 = 0."""
+    safe_p = jnp.where(p > 0, p, 1.0)
+    return jnp.where(
+        p > 0, p * (jnp.log(safe_p) - jnp.log(jnp.maximum(q, _LOG_FLOOR))), 0.0
+    ).sum(-1)
+
+
+def d3pm_vb(
+    log_probs: ArrayLike,
+    x0: ArrayLike,
+    x_t: ArrayLike,
+    t_index: ArrayLike,
+    process: D3PM,
+    *,
+    plugin: bool = False,
+) -> Array:
+    """D3PM's variational bound, one random step: T * L_{t-1} + L_T, nats per sequence.
+
+    L_{t-1} = KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t)) for t >= 2 and -log p(x0 | x_1)
+    for t = 1 (the same expression, since q(x_0 | x_1, x0) is the point mass on x0);
+    L_T = KL(q(x_T | x0) || prior). The model step is the posterior mixture over
+    ``log_probs`` (``plugin=True``: D3PM's plug-in step). Its mean over t ~ U{1..T} and
+    x_t ~ q(x_t | x0) is the whole bound.
+
+    Args:
+      t_index: int32[B] in 1..T.
+    """
+    _require(process, D3PM, "d3pm_vb")
+    log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
+    t = process._steps(t_index, x0, "t_index")
+    n = process.num_states
+    true_post = process.posterior_probs(x_t, _onehot(x0, process.vocab_size), t - 1, t)
+    model_post = process.posterior_probs(x_t, jnp.exp(log_probs), t - 1, t, plugin=plugin)
+    step_kl = _kl_rows(true_post, model_post).sum(-1)
+    q_final = process.qbar[process.num_steps][x0]  # [B, L, N]
+    prior_kl = _kl_rows(q_final, jnp.broadcast_to(process.prior, (*x0.shape, n))).sum(-1)
+    return process.num_steps * step_kl + prior_kl
+
+
+def d3pm_hybrid(
+    log_probs: ArrayLike,
+    x0: ArrayLike,
+    x_t: ArrayLike,
+    t_index: ArrayLike,
+    process: D3PM,
+    aux_weight: float = 0.01,
+    *,
+    plugin: bool = False,
+) -> Array:
+    """D3PM's hybrid loss: d3pm_vb + aux_weight * sum_i -log p(x0_i | x_t)."""
+    vb = d3pm_vb(log_probs, x0, x_t, t_index, process, plugin=plugin)
+    return vb + aux_weight * cross_entropy(log_probs, x0)
+
+
+def any_order_nll(log_probs: ArrayLike, x0: ArrayLike, mask: ArrayLike) -> Array:
+    """RADD's k-DCE: (L / k) sum_{masked i} -log p(x0_i | unmasked), k = mask.sum(-1).
+
+    With k ~ U{1..L} and a uniformly random set of k masked positions its mean is the
+    any-order autoregressive NLL. A row with nothing masked contributes 0.
+
+    Args:
+      mask: bool[B, L], True where the token is masked (predicted).
+    """
+    log_probs = jnp.asarray(log_probs, jnp.float32)
+    x0 = jnp.asarray(x0, jnp.int32)
+    mask = jnp.asarray(mask)
+    check(mask.dtype == jnp.bool_, f"mask must be a bool array, got {mask.dtype}", TypeError)
+    check(mask.shape == x0.shape, f"mask has shape {mask.shape} but x0 has shape {x0.shape}")
+    check(
+        log_probs.shape[:-1] == x0.shape,
+        f"log_probs has shape {log_probs.shape} but x0 has shape {x0.shape}",
+    )
+    seq_len = x0.shape[-1]
+    k = mask.sum(-1)
+    ce = jnp.where(mask, _data_nll(log_probs, x0), 0.0).sum(-1)
+    return jnp.where(k > 0, seq_len / jnp.maximum(k, 1) * ce, 0.0)
+
+
+def dfm_generalized_kl(
+    log_probs: ArrayLike, x0: ArrayLike, x_t: ArrayLike, t: ArrayLike, process: Interpolating
+) -> Array:
+    """Discrete flow matching's generalised KL for the mixture path (Shaul et al.).
+
+    In our time direction kappa = alpha(t); per position
+    (-a'/(1 - a)) [delta(x0, x_t) - p(x_t) - (1 - delta(x0, x_t)) log p(x0)],
+    where p(x_t) = 0 when x_t is the mask. For masking it equals :func:`masked_elbo`
+    (under SUBS); for other sources it is an ELBO of the mixture-path generator.
+    """
+    _require(process, Interpolating, "dfm_generalized_kl")
+    log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
+    t = _times(t, x0)
+    k = process.vocab_size
+    same = x_t == x0
+    p_xt = jnp.where(
+        x_t < k,
+        jnp.exp(jnp.take_along_axis(log_probs, jnp.minimum(x_t, k - 1)[..., None], -1)[..., 0]),
+        0.0,
+    )
+    per_pos = jnp.where(same, 1.0 - p_xt, _data_nll(log_probs, x0) - p_xt)
+    return process.schedule.masking_rate(t) * per_pos.sum(-1)
