@@ -36,7 +36,6 @@ from jax.typing import ArrayLike
 from ddjax import schedules as schedules_lib
 from ddjax._struct import check, concrete, pytree_dataclass, static_field
 from ddjax._validation import validate_probs, validate_tokens
-from ddjax.samplers.categorical import categorical
 
 __all__ = ["Process", "Interpolating", "Masking", "Uniform", "MarginalPrior", "D3PM"]
 
@@ -54,6 +53,14 @@ def _times(t: ArrayLike, x: Array, dtype: Any = jnp.float32) -> Array:
         f"t has shape {t.shape} but the tokens {x.shape} need one time per sequence: {batch}",
     )
     return t
+
+
+def categorical(key: Array, logits: Array) -> Array:
+    """The tail-exact draw of :mod:`ddjax.samplers.categorical` (imported late: the
+    samplers package imports this module)."""
+    from ddjax.samplers.categorical import categorical as draw
+
+    return draw(key, logits)
 
 
 def _check_tokens(x: Any, num_states: int, name: str) -> Array:
