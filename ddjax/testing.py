@@ -29,6 +29,7 @@ __all__ = [
     "total_variation",
     "kl",
     "tv_floor",
+    "JointTarget",
 ]
 
 Denoiser = Callable[[Array, Array], Array]
@@ -94,12 +95,16 @@ class ExactTarget:
         eye = jnp.broadcast_to(jnp.eye(k), (t.shape[0], k, k))
         table = process.marginal_probs(eye, t)
         log_table = jnp.log(jnp.maximum(table, 0.0))
-        # per_pos[b, i, k] = log q(x_t[b, i] | x0_i = k)
-        per_pos = jnp.take_along_axis(log_table.swapaxes(1, 2), x_t[:, :, None], axis=1)
+        if jnp.issubdtype(x_t.dtype, jnp.floating):
+            # a (soft) one-hot input [B, L, N]: the likelihood extends linearly in it
+            per_pos = jnp.log(jnp.maximum(jnp.einsum("bin,bkn->bik", x_t, table), 1e-38))
+        else:
+            # per_pos[b, i, k] = log q(x_t[b, i] | x0_i = k)
+            per_pos = jnp.take_along_axis(log_table.swapaxes(1, 2), x_t[:, :, None], axis=1)
         seq = self.sequences  # [S, L]
-        gathered = jnp.take_along_axis(
-            per_pos[:, None, :, :], seq[None, :, :, None], axis=-1
-        )[..., 0]  # [B, S, L]
+        gathered = jnp.take_along_axis(per_pos[:, None, :, :], seq[None, :, :, None], axis=-1)[
+            ..., 0
+        ]  # [B, S, L]
         return gathered.sum(-1)
 
     def posterior(self, process: Process) -> Callable[[Array, Array], Array]:
@@ -175,7 +180,9 @@ class ExactTarget:
         return p / p.sum()
 
 
-def random_target(key: Array, vocab_size: int, length: int, temperature: float = 1.0) -> ExactTarget:
+def random_target(
+    key: Array, vocab_size: int, length: int, temperature: float = 1.0
+) -> ExactTarget:
     """A target with Gaussian log-probabilities (scaled by 1 / ``temperature``)."""
     log_p = jax.random.normal(key, (vocab_size,) * length) / temperature
     return ExactTarget(np.asarray(log_p))
@@ -196,7 +203,9 @@ def _target_probs(target: ExactTarget | ArrayLike) -> np.ndarray:
     return np.asarray(target, np.float64)
 
 
-def total_variation(samples: ArrayLike, target: ExactTarget | ArrayLike, vocab_size: int | None = None) -> float:
+def total_variation(
+    samples: ArrayLike, target: ExactTarget | ArrayLike, vocab_size: int | None = None
+) -> float:
     """TV distance between the samples' histogram and the target (an ExactTarget or a vector)."""
     p = _target_probs(target)
     k = target.vocab_size if isinstance(target, ExactTarget) else vocab_size
@@ -219,3 +228,51 @@ def tv_floor(target: ExactTarget | ArrayLike, n: int) -> float:
     """Expected TV of n exact samples from the target: 0.5 sum_j sqrt(2 p_j (1 - p_j) / (pi n))."""
     p = _target_probs(target)
     return float(0.5 * np.sum(np.sqrt(2.0 * p * (1.0 - p) / (math.pi * n))))
+
+
+class JointTarget:
+    """An enumerated joint law over (class c, sequence x), for guidance tests.
+
+    ``log_p`` has shape ``[C] + [K] * L``. Gives the per-class and marginal
+    :class:`ExactTarget` and the exact time-t classifier log p_t(c | x_t).
+    """
+
+    def __init__(self, log_p: ArrayLike) -> None:
+        log_p = np.asarray(log_p, np.float64)
+        check(log_p.ndim >= 2, "log_p must have shape [C] + [K] * L")
+        self.num_classes = int(log_p.shape[0])
+        flat = log_p.reshape(self.num_classes, -1)
+        flat = flat - np.log(np.exp(flat - flat.max()).sum()) - flat.max()
+        self._log_joint = flat  # [C, S], normalised over both
+        self._marginal = ExactTarget(np.logaddexp.reduce(flat, axis=0).reshape(log_p.shape[1:]))
+
+    def conditional(self, c: int) -> ExactTarget:
+        """The target p(x | c)."""
+        shape = (self._marginal.vocab_size,) * self._marginal.length
+        return ExactTarget(self._log_joint[c].reshape(shape))
+
+    def marginal(self) -> ExactTarget:
+        """The target p(x) = sum_c p(c, x)."""
+        return self._marginal
+
+    def class_probs(self, x: ArrayLike) -> np.ndarray:
+        """p(c | x) for clean sequences x [B, L]: float64[B, C]."""
+        idx = np.asarray(self._marginal.index(x))
+        log_cond = self._log_joint[:, idx].T
+        return np.exp(log_cond - np.logaddexp.reduce(log_cond, axis=1, keepdims=True))
+
+    def log_classifier(self, process: Process, c: int) -> Callable[[Array, Array], Array]:
+        """(x_t, t) -> log p_t(c | x_t): float32[B]; x_t int32[B, L] or one-hot float[B, L, N]."""
+        target = self._marginal
+        log_pc_given_x = jnp.asarray(
+            self._log_joint[c] - np.logaddexp.reduce(self._log_joint, axis=0), jnp.float32
+        )
+
+        def fn(x_t: Array, t: Array) -> Array:
+            t = jnp.broadcast_to(jnp.asarray(t), x_t.shape[:1])
+            log_post = jax.nn.log_softmax(
+                target.log_probs[None, :] + target._log_likelihood(process, x_t, t), axis=-1
+            )
+            return jax.nn.logsumexp(log_post + log_pc_given_x[None, :], axis=-1)
+
+        return fn

@@ -61,9 +61,7 @@ def transform_log_probs(
         # keep the smallest prefix whose mass reaches top_p (always at least one token)
         keep_sorted = (cum - jnp.exp(sorted_lp)) < top_p
         cutoff = jnp.min(jnp.where(keep_sorted, sorted_lp, jnp.inf), axis=-1, keepdims=True)
-        log_probs = jax.nn.log_softmax(
-            jnp.where(log_probs >= cutoff, log_probs, NEG_INF), axis=-1
-        )
+        log_probs = jax.nn.log_softmax(jnp.where(log_probs >= cutoff, log_probs, NEG_INF), axis=-1)
     return log_probs
 
 
@@ -96,9 +94,7 @@ def check_common(
         isinstance(shape, tuple) and len(shape) == 2,
         f"shape must be a (batch, length) tuple, got {shape!r}",
     )
-    check(
-        isinstance(steps, int) and steps >= 1, f"steps must be a positive int, got {steps!r}"
-    )
+    check(isinstance(steps, int) and steps >= 1, f"steps must be a positive int, got {steps!r}")
     check(
         final_step in ("sample", "argmax"),
         f"final_step must be 'sample' or 'argmax', got {final_step!r}",

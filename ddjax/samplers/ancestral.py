@@ -71,17 +71,28 @@ def ancestral(
     x_init = _common.initial_state(k_init, process, shape, fixed)
     grid = _common.time_grid(process, steps, t_max=t_max)
 
+    # A denoiser may carry its own reverse step (guidance.cfg(mode="posterior")).
+    own_posterior = getattr(denoiser, "mode", None) == "posterior"
+
     def make_step(argmax: bool) -> _common.StepFn:
         def step(k: Array, x: Array, t: Array, s: Array) -> Array:
-            probs = process.posterior_probs(x, jnp.exp(denoise(x, t)), s, t, plugin=plugin)
+            if own_posterior:
+                probs = denoiser.posterior_probs(process, x, s, t)
+            else:
+                probs = process.posterior_probs(x, jnp.exp(denoise(x, t)), s, t, plugin=plugin)
             return _draw(k, probs, argmax)
 
         return step
 
     if not time_independent:
         return _common.run_loop(
-            k_loop, x_init, grid, make_step(False), make_step(final_step == "argmax"),
-            fixed, return_trajectory,
+            k_loop,
+            x_init,
+            grid,
+            make_step(False),
+            make_step(final_step == "argmax"),
+            fixed,
+            return_trajectory,
         )
     return _cached(
         k_loop, denoise, process, x_init, grid, fixed, final_step, return_trajectory, plugin
