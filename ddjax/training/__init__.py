@@ -1,0 +1,67 @@
+"""Training: train state, objectives, pure train/eval steps, sharding, checkpoints, loop.
+
+Typical use (see ``experiments/run.py`` for the config-driven version)::
+
+    objective = Objective("masked_elbo", process, apply_fn)
+    tx = make_optimizer(cfg.optim, num_steps)
+    state = init_train_state(params, tx, seed)
+    mesh = make_mesh()
+    step = jit_train_step(make_train_step(objective, tx), mesh, state)
+    state, metrics = step(state, put_batch({"x": tokens}, mesh))
+"""
+
+from ddjax.training.checkpoint import Checkpointer, NonFiniteError, all_finite, validate_for_save
+from ddjax.training.loop import MetricWriter, format_duration, train_loop
+from ddjax.training.objectives import LOSSES, Objective, make_process, make_schedule, output_size
+from ddjax.training.optim import ema_update, make_lr_schedule, make_optimizer
+from ddjax.training.sharding import (
+    batch_sharding,
+    make_mesh,
+    maybe_initialize_distributed,
+    put_batch,
+    put_replicated,
+    replicated,
+    state_sharding,
+)
+from ddjax.training.state import TrainState, init_train_state
+from ddjax.training.steps import (
+    antithetic_uniforms,
+    jit_eval_step,
+    jit_train_step,
+    make_eval_step,
+    make_loss_and_grad,
+    make_train_step,
+)
+
+__all__ = [
+    "LOSSES",
+    "Checkpointer",
+    "MetricWriter",
+    "NonFiniteError",
+    "Objective",
+    "TrainState",
+    "all_finite",
+    "antithetic_uniforms",
+    "batch_sharding",
+    "ema_update",
+    "format_duration",
+    "init_train_state",
+    "jit_eval_step",
+    "jit_train_step",
+    "make_eval_step",
+    "make_loss_and_grad",
+    "make_lr_schedule",
+    "make_mesh",
+    "make_optimizer",
+    "make_process",
+    "make_schedule",
+    "make_train_step",
+    "maybe_initialize_distributed",
+    "output_size",
+    "put_batch",
+    "put_replicated",
+    "replicated",
+    "state_sharding",
+    "train_loop",
+    "validate_for_save",
+]

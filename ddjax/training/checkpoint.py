@@ -1,0 +1,169 @@
+"""Checkpoints: Orbax CheckpointManager over TrainState + the data position (JSON).
+
+* Saves are validated first: every leaf must be a numeric array and every float
+  leaf finite, and the data position must be JSON-serialisable. A state with a
+  non-finite value raises :class:`NonFiniteError` and nothing is written (an async
+  save that failed later would also hang the process at exit for minutes).
+* Orbax writes each step into a temporary folder and renames it when complete, so a
+  process killed mid-save leaves no half-written step behind (stale temporary
+  folders are removed on the next start).
+* :meth:`Checkpointer.restore_latest` tries the newest step first; a step that
+  cannot be read (partial or corrupt files, non-finite values) is moved aside to
+  ``corrupt-<step>`` with a warning and the previous one is tried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from ddjax.training.state import TrainState
+
+__all__ = ["Checkpointer", "NonFiniteError", "all_finite", "validate_for_save"]
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or parameter became NaN or infinite."""
+
+
+@jax.jit
+def _finite_flags(leaves: list[jax.Array]) -> jax.Array:
+    return jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])
+
+
+def all_finite(tree: Any) -> bool:
+    """True when every floating-point leaf of ``tree`` is finite (one device sync)."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    if not leaves:
+        return True
+    return bool(np.all(np.asarray(_finite_flags(leaves))))
+
+
+def validate_for_save(state: TrainState, data_state: dict[str, Any] | None) -> None:
+    """Raises unless ``state`` is all numeric, finite arrays and ``data_state`` is JSON."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state.to_dict()):
+        if (
+            not isinstance(leaf, (jax.Array, np.ndarray, np.generic))
+            or leaf.dtype.kind not in "biuf"
+        ):
+            raise TypeError(
+                f"checkpoint leaf {jax.tree_util.keystr(path)} is {type(leaf).__name__} "
+                f"{getattr(leaf, 'dtype', '')}; only numeric arrays can be saved"
+            )
+    if not all_finite(state.to_dict()):
+        raise NonFiniteError(
+            f"refusing to save the state at step {int(state.step)}: it holds non-finite values"
+        )
+    if data_state is not None:
+        json.dumps(data_state)  # raises TypeError on anything JSON cannot hold
+
+
+class Checkpointer:
+    """Saves and restores :class:`TrainState` and the data position in ``directory``.
+
+    Args:
+      directory: the checkpoint folder (``WORKDIR/checkpoints``); created if needed.
+      max_to_keep: how many recent steps to keep.
+      async_save: write in a background thread (the device-to-host copy still
+        happens before :meth:`save` returns, so the state may be changed after).
+    """
+
+    def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True):
+        self.directory = os.path.abspath(directory)
+        self._options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=True,
+            create=True,
+        )
+        self._mngr = self._open()
+
+    def _open(self) -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(self.directory, options=self._options)
+
+    def all_steps(self) -> list[int]:
+        """Saved steps, ascending."""
+        return sorted(self._mngr.all_steps())
+
+    def latest_step(self) -> int | None:
+        """The newest saved step, or None."""
+        return self._mngr.latest_step()
+
+    def save(self, state: TrainState, data_state: dict[str, Any] | None = None) -> bool:
+        """Validates and saves ``state`` at ``state.step``; False if that step exists."""
+        validate_for_save(state, data_state)
+        step = int(state.step)
+        if step in self._mngr.all_steps():
+            return False
+        self._mngr.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state.to_dict()),
+                data=ocp.args.JsonSave(data_state if data_state is not None else {}),
+            ),
+            force=True,
+        )
+        return True
+
+    def wait(self) -> None:
+        """Blocks until pending async saves are on disk."""
+        self._mngr.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for pending saves and releases the manager."""
+        self._mngr.wait_until_finished()
+        self._mngr.close()
+
+    def restore(self, step: int, template: TrainState) -> tuple[TrainState, dict[str, Any]]:
+        """Restores ``step`` into the structure, dtypes and shardings of ``template``."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template.to_dict())
+        out = self._mngr.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()
+            ),
+        )
+        state = TrainState.from_dict(out["state"])
+        if int(state.step) != step:
+            raise ValueError(f"checkpoint {step} holds step {int(state.step)}")
+        if not all_finite(state.to_dict()):
+            raise NonFiniteError(f"checkpoint {step} holds non-finite values")
+        return state, dict(out["data"] or {})
+
+    def restore_latest(self, template: TrainState) -> tuple[TrainState, dict[str, Any], int] | None:
+        """The newest readable checkpoint as (state, data position, step), or None.
+
+        Unreadable steps are moved to ``corrupt-<step>-<time>`` with a warning.
+        """
+        for step in sorted(self._mngr.all_steps(), reverse=True):
+            try:
+                state, data = self.restore(step, template)
+                return state, data, step
+            except Exception as e:  # noqa: BLE001 - any failure means this step is unusable
+                msg = (
+                    f"checkpoint at step {step} in {self.directory} cannot be restored "
+                    f"({type(e).__name__}: {str(e)[:300]}); falling back to the previous one"
+                )
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+                log.warning(msg)
+                self._quarantine(step)
+        return None
+
+    def _quarantine(self, step: int) -> None:
+        if jax.process_index() == 0:
+            src = os.path.join(self.directory, str(step))
+            if os.path.isdir(src):
+                os.replace(src, os.path.join(self.directory, f"corrupt-{step}-{int(time.time())}"))
+        self._mngr.close()
+        self._mngr = self._open()

@@ -1,0 +1,1 @@
+"""Experiment scripts: the CLI (``python -m experiments.main``), configs and tables."""

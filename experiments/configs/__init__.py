@@ -1,0 +1,1 @@
+"""One ml_collections config file per results-table row; shared defaults in ``base``."""

@@ -1,0 +1,7 @@
+"""Tiny Shakespeare (text8 alphabet), shared 4 x 128 CPU model: sedd_absorb."""
+
+from experiments.configs import base
+
+
+def get_config():
+    return base.sedd_absorb(base.shakespeare(base.get_base_config()))

@@ -1,0 +1,7 @@
+"""text8, the papers' setting (12 x 768, L = 256, batch 512, 1M steps): sedd_uniform."""
+
+from experiments.configs import base
+
+
+def get_config():
+    return base.sedd_uniform(base.text8(base.get_base_config()))
