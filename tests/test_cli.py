@@ -77,3 +77,57 @@ def test_smoke_run_trains_evaluates_samples_and_writes_its_files(tmp_path, steps
     assert out.returncode == 0, out.stderr[-3000:]
     assert "validation bits per char:" in out.stdout
     assert (work / f"eval_step{steps}.json").exists()
+
+    out = cli(
+        "--config=experiments/configs/smoke.py",
+        f"--workdir={work}",
+        "--mode=sample",
+        "--config.sample.num_samples=3",
+        "--config.sample.seed=7",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert open(work / f"samples_step{steps}.txt").read().count("--- sample") == 3
+
+
+CONFIGS = sorted(
+    f[:-3]
+    for f in os.listdir(os.path.join(ROOT, "experiments", "configs"))
+    if f.endswith(".py") and f not in ("__init__.py", "base.py")
+)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_loads_and_defines_only_known_keys(name):
+    """Each config file builds a ConfigDict whose keys are exactly the base config's."""
+    import importlib
+
+    from experiments.configs import base
+    from experiments.main import config_keys
+
+    cfg = importlib.import_module(f"experiments.configs.{name}").get_config()
+    assert sorted(config_keys(cfg)) == sorted(config_keys(base.get_base_config()))
+    if cfg.model.name != "unet":
+        assert cfg.data.seq_len <= cfg.model.max_len
+    assert (cfg.loss.name == "ar") == (cfg.process.name == "none")
+
+
+SMALL = [c for c in CONFIGS if c.startswith(("shakespeare_", "digits_"))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SMALL)
+def test_every_small_config_trains_evaluates_and_samples(tmp_path, name):
+    out = cli(
+        f"--config=experiments/configs/{name}.py",
+        f"--workdir={tmp_path}",
+        "--config.train.num_steps=3",
+        "--config.eval.max_batches=1",
+        "--config.eval.batch_size=8",
+        "--config.sample.steps=8",
+        "--config.sample.num_samples=2",
+        "--config.model.num_layers=1",
+        "--config.model.width=32",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "validation bits per" in out.stdout
+    assert any(f.startswith("samples_step3") for f in os.listdir(tmp_path))

@@ -173,16 +173,19 @@ def train_loop(
             mean.pop("step", None)
             mean.pop("finite", None)
             window.clear()
-            mean["steps_per_sec"] = rate
-            if tokens_per_step:
-                mean["tokens_per_sec"] = rate * tokens_per_step
+            if not math.isnan(rate):
+                mean["steps_per_sec"] = rate
+                if tokens_per_step:
+                    mean["tokens_per_sec"] = rate * tokens_per_step
             if writer is not None:
                 writer.write(n, mean, "train/")
             left = (num_steps - n) / rate if rate > 0 else float("nan")
-            tok = f" | {mean['tokens_per_sec'] / 1e3:.1f}k tok/s" if tokens_per_step else ""
+            speed = "? steps/s" if math.isnan(rate) else f"{rate:.2f} steps/s"
+            if tokens_per_step and not math.isnan(rate):
+                speed += f" | {mean['tokens_per_sec'] / 1e3:.1f}k tok/s"
             say(
                 f"step {n}/{num_steps} | loss {mean['loss']:.4f} "
-                f"({mean['bits_per_token']:.3f} bits/token) | {rate:.2f} steps/s{tok} | "
+                f"({mean['bits_per_token']:.3f} bits/token) | {speed} | "
                 f"left {format_duration(left)}"
             )
         if checkpointer is not None and (

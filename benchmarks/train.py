@@ -1,0 +1,187 @@
+r"""Training-step overhead: full train step time / the model's forward+backward alone.
+
+    python benchmarks/train.py                       # shakespeare_mdlm on this machine
+    python benchmarks/train.py --config=experiments/configs/text8_mdlm.py \
+        --set model.dtype=bfloat16 --set train.batch_size=64 --peak_tflops=989
+
+The train step is what ``experiments.main`` runs: noise sampling, the network, the
+loss, gradients, AdamW with clipping, and the EMA, jitted with the state donated.
+The baseline is ``jax.grad`` of ``sum(model(x_t, t) * w)`` on the same batch: the
+network's forward and backward passes and nothing else. Timings alternate between
+the two in rounds and report medians, which keeps the ratio meaningful on a busy
+machine. With ``--peak_tflops`` the model FLOP utilisation of the train step is
+printed as well (FLOPs from XLA's cost analysis of the compiled step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ddjax import training  # noqa: E402
+
+
+def load_config(path: str, overrides: list[str]) -> Any:
+    spec = importlib.util.spec_from_file_location("_bench_config", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cfg = mod.get_config()
+    for item in overrides:
+        key, value = item.split("=", 1)
+        node = cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        old = node[leaf]
+        node[leaf] = type(old)(value) if not isinstance(old, bool) else value == "True"
+    return cfg
+
+
+def synthetic_text(cfg: Any) -> Any:
+    """Replaces the data set by random tokens of the right vocabulary (no files needed)."""
+    from experiments import run
+
+    vocab = {"text8": 27, "shakespeare": 27, "owt": 50257, "lm1b": 50257}[cfg.data.name]
+    seq_len = int(cfg.data.seq_len)
+    rng = np.random.default_rng(0)
+
+    def make_iter(batch_size: int, seed: int) -> Any:
+        while True:
+            yield rng.integers(0, vocab, (batch_size, seq_len), dtype=np.int32)
+
+    return run.Data(
+        vocab, seq_len, None, make_iter, np.zeros((1, seq_len), np.int32), None, None, "token"
+    )
+
+
+def timed(fn: Any, n: int) -> float:
+    """Median seconds per call over ``n`` calls (each synchronised)."""
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--config", default=os.path.join(ROOT, "experiments/configs/shakespeare_mdlm.py")
+    )
+    ap.add_argument("--set", action="append", default=[], help="KEY=VALUE config override")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps_per_round", type=int, default=5)
+    ap.add_argument("--synthetic", action="store_true", help="random tokens instead of the data")
+    ap.add_argument("--peak_tflops", type=float, default=0.0, help="device peak, for MFU")
+    ap.add_argument("--json", default="", help="also write the results here")
+    args = ap.parse_args()
+
+    from experiments import run
+
+    cfg = load_config(args.config, args.set)
+    if args.synthetic or cfg.data.name not in ("shakespeare", "digits"):
+        run.load_data = lambda c: synthetic_text(c)  # noqa: E731
+    exp = run.build(cfg)
+    state, tx = run.make_state(exp)
+    step = training.jit_train_step(
+        training.make_train_step(
+            exp.objective,
+            tx,
+            ema_decay=float(cfg.optim.ema_decay),
+            grad_accum=int(cfg.train.grad_accum),
+        ),
+        exp.mesh,
+        state,
+    )
+    bs, seq_len = int(cfg.train.batch_size), exp.data.seq_len
+    it = exp.data.make_train_iter(bs, 0)
+    raw = next(it)
+    batch = training.put_batch(raw if isinstance(raw, dict) else {"x": raw}, exp.mesh)
+
+    # The network's forward + backward alone, on a noised batch of the same shape.
+    x0 = batch["x"]
+    process = exp.objective.process
+    if process is None:
+        x_in, t_in = x0, None
+    elif process.is_discrete_time:
+        t_idx = jnp.full((bs,), process.num_steps // 2, jnp.int32)
+        x_in, t_in = process.sample(jax.random.PRNGKey(0), x0, t_idx), t_idx / process.num_steps
+    else:
+        t_in = jnp.full((bs,), 0.5, jnp.float32)
+        x_in = process.sample(jax.random.PRNGKey(0), x0, t_in)
+    if not exp.objective.time_conditioning:
+        t_in = None
+    out_shape = jax.eval_shape(lambda p: exp.apply_fn(p, x_in, t_in, None), state.params)
+    w = jax.random.normal(jax.random.PRNGKey(1), out_shape.shape, jnp.float32)
+    fwd_bwd = jax.jit(
+        jax.grad(lambda p, x, t: jnp.sum(exp.apply_fn(p, x, t, None).astype(jnp.float32) * w))
+    )
+    params = jax.tree.map(jnp.copy, state.params)  # the train step donates state
+
+    holder = {"state": state}
+
+    def run_step() -> Any:
+        holder["state"], m = step(holder["state"], batch)
+        return m["loss"]
+
+    def run_model() -> Any:
+        return fwd_bwd(params, x_in, t_in)
+
+    compiled = step.lower(state, batch).compile()
+    flops = (
+        (compiled.cost_analysis() or {}).get("flops", 0.0)
+        if hasattr(compiled, "cost_analysis")
+        else 0.0
+    )
+    if isinstance(flops, list):
+        flops = flops[0].get("flops", 0.0)
+    for _ in range(2):  # compile and warm up both
+        run_step()
+        jax.block_until_ready(run_model())
+    t_step, t_model = [], []
+    for _ in range(args.rounds):
+        t_step.append(timed(run_step, args.steps_per_round))
+        t_model.append(timed(run_model, args.steps_per_round))
+    s, m = statistics.median(t_step), statistics.median(t_model)
+    tokens = bs * seq_len
+    result = {
+        "config": os.path.relpath(args.config, ROOT),
+        "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+        "batch": [bs, seq_len],
+        "params_M": round(sum(x.size for x in jax.tree.leaves(params)) / 1e6, 3),
+        "train_step_s": round(s, 5),
+        "forward_backward_s": round(m, 5),
+        "ratio": round(s / m, 3),
+        "train_tokens_per_s": round(tokens / s, 1),
+        "steps_per_s": round(1 / s, 3),
+    }
+    if flops and args.peak_tflops > 0:
+        result["train_step_tflops"] = round(flops / 1e12, 3)
+        result["mfu"] = round(flops / s / (args.peak_tflops * 1e12 * jax.device_count()), 4)
+    print(
+        f"{result['config']} on {result['device']}: train step {s * 1e3:.1f} ms, "
+        f"forward+backward {m * 1e3:.1f} ms, ratio {s / m:.3f} (target <= 1.10); "
+        f"{tokens / s:,.0f} tokens/s" + (f"; MFU {result['mfu']:.1%}" if "mfu" in result else "")
+    )
+    print(json.dumps(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
