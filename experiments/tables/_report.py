@@ -1,0 +1,113 @@
+"""Writing a results table: markdown + csv + metadata, all from one run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+
+
+def machine() -> str:
+    """A one-line description of the machine and the JAX backend."""
+    dev = jax.devices()[0]
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, JAX {jax.__version__} on "
+        f"{dev.platform} ({dev.device_kind})"
+    )
+
+
+def command() -> str:
+    return "python -m " + __import__("__main__").__spec__.name + " " + shlex.join(sys.argv[1:])
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def fmt(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write(
+    name: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    started: float,
+    notes: str = "",
+    out_dir: Path | None = None,
+) -> Path:
+    """Writes ``<out_dir>/<name>.md``, ``.csv`` and ``.json`` (metadata); returns the .md path."""
+    out = out_dir or DOCS / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{name}.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    meta = {
+        "command": command(),
+        "machine": machine(),
+        "wall_time_s": round(time.time() - started, 1),
+        "commit": git_commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    (out / f"{name}.json").write_text(json.dumps(meta, indent=1))
+    md = (
+        markdown_table(header, rows)
+        + "\n\n"
+        + f"Command: `{meta['command']}`  \nMachine: {meta['machine']}  \n"
+        + f"Wall time: {meta['wall_time_s']} s, commit {meta['commit']}, {meta['date']}\n"
+    )
+    if notes:
+        md += "\n" + notes.strip() + "\n"
+    path = out / f"{name}.md"
+    path.write_text(md)
+    return path
+
+
+def train_config(name: str, workdir: Path, overrides: list[str]) -> tuple[list[dict], float]:
+    """Trains ``experiments/configs/<name>.py`` from scratch with the CLI in a subprocess.
+
+    Returns the run's metrics.jsonl records and its wall time in seconds.
+    """
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.main",
+        f"--config=experiments/configs/{name}.py",
+        f"--workdir={workdir}",
+        *overrides,
+    ]
+    print("$", " ".join(cmd), flush=True)
+    start = time.time()
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    wall = time.time() - start
+    with open(workdir / "metrics.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    return records, wall

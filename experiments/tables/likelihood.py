@@ -1,0 +1,115 @@
+"""Likelihood table on tiny Shakespeare (text8 alphabet): every shakespeare_* config
+with the same model size and training budget, validation bits per character.
+
+Each row trains in its own process with the experiment CLI, so a row is exactly
+what ``python -m experiments.main --config=experiments/configs/<row>.py`` gives.
+
+    python -m experiments.tables.likelihood                 # full: docs/tables/likelihood.*
+    python -m experiments.tables.likelihood --quick         # a few steps per row (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from experiments.tables import _report
+
+ROWS = [
+    "shakespeare_ar",
+    "shakespeare_mdlm",
+    "shakespeare_radd",
+    "shakespeare_sedd_absorb",
+    "shakespeare_sedd_uniform",
+    "shakespeare_udlm",
+    "shakespeare_d3pm_absorb",
+    "shakespeare_d3pm_uniform",
+]
+
+# The papers' text8 test bits per character (design.md section 6); '<=' marks bounds.
+PAPER_TEXT8 = {
+    "shakespeare_ar": "1.23",
+    "shakespeare_mdlm": "<= 1.40",
+    "shakespeare_radd": "-",
+    "shakespeare_sedd_absorb": "<= 1.39",
+    "shakespeare_sedd_uniform": "<= 1.47",
+    "shakespeare_udlm": "-",
+    "shakespeare_d3pm_absorb": "<= 1.45",
+    "shakespeare_d3pm_uniform": "<= 1.61",
+}
+
+ROOT = _report.ROOT
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a few steps per row (CI)")
+    parser.add_argument("--steps", type=int, default=None, help="train steps per row")
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "likelihood")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    started = time.time()
+    steps = args.steps or (3 if args.quick else 1000)
+    overrides = [
+        f"--config.train.num_steps={steps}",
+        f"--config.train.eval_every={max(steps // 5, 1)}",
+        f"--config.train.log_every={max(steps // 10, 1)}",
+        "--config.sample.num_samples=0",
+        "--config.train.tensorboard=False",
+    ]
+    if args.quick:
+        overrides += [
+            "--config.train.batch_size=4",
+            "--config.eval.max_batches=1",
+            "--config.eval.batch_size=8",
+            "--config.eval.during_train_batches=1",
+            "--config.model.num_layers=1",
+            "--config.model.width=32",
+            "--config.data.seq_len=32",
+            "--config.train.checkpoint_every=0",
+        ]
+    rows, curves = [], {}
+    for name in args.rows.split(","):
+        records, wall = _report.train_config(name, args.runs / name, overrides)
+        evals = [r for r in records if "eval/nelbo_bits_per_char" in r]
+        final = evals[-1]["eval/nelbo_bits_per_char"]
+        curves[name] = [(r["step"], r["eval/nelbo_bits_per_char"]) for r in evals]
+        exact = "exact NLL" if name == "shakespeare_ar" else "NELBO (upper bound)"
+        rows.append([name, round(final, 4), exact, steps, round(wall, 1), PAPER_TEXT8[name]])
+        print(rows[-1], flush=True)
+    header = ["config", "valid bits/char", "kind", "train steps", "wall s", "paper text8 BPC"]
+    notes = (
+        "Validation split of tiny Shakespeare in the text8 alphabet (27 symbols), "
+        "4 layers x width 128, L = 128, batch 32, same steps for every row; EMA parameters. "
+        "The papers' column is text8 at 12 layers x 768 and ~1M steps, for the ordering only "
+        "(AR < masking variants < D3PM absorbing < uniform)."
+    )
+    out = args.out or _report.DOCS / "tables"
+    path = _report.write("likelihood", header, rows, started, notes, out)
+    _plot(curves, out / "likelihood.png")
+    print(path.read_text())
+
+
+def _plot(curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, pts in curves.items():
+        if pts:
+            s, b = zip(*pts)
+            ax.plot(s, b, marker="o", label=name.removeprefix("shakespeare_"))
+    ax.set_xlabel("train step")
+    ax.set_ylabel("validation bits per char (bound)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
