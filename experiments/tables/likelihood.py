@@ -42,6 +42,27 @@ PAPER_TEXT8 = {
 ROOT = _report.ROOT
 
 
+def quick_overrides(steps: int) -> list[str]:
+    """CLI overrides for a seconds-long run of a shakespeare config (CI)."""
+    return [
+        f"--config.train.num_steps={steps}",
+        f"--config.train.eval_every={max(steps // 2, 1)}",
+        "--config.train.log_every=1",
+        "--config.sample.num_samples=0",
+        "--config.train.tensorboard=False",
+        "--config.train.batch_size=4",
+        "--config.eval.max_batches=1",
+        "--config.eval.batch_size=8",
+        "--config.eval.during_train_batches=1",
+        "--config.model.num_layers=1",
+        "--config.model.width=32",
+        "--config.data.seq_len=32",
+        "--config.model.max_len=32",
+        "--config.train.checkpoint_every=0",
+        "--config.process.num_steps=50",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a few steps per row (CI)")
@@ -60,16 +81,7 @@ def main() -> None:
         "--config.train.tensorboard=False",
     ]
     if args.quick:
-        overrides += [
-            "--config.train.batch_size=4",
-            "--config.eval.max_batches=1",
-            "--config.eval.batch_size=8",
-            "--config.eval.during_train_batches=1",
-            "--config.model.num_layers=1",
-            "--config.model.width=32",
-            "--config.data.seq_len=32",
-            "--config.train.checkpoint_every=0",
-        ]
+        overrides = quick_overrides(steps)
     rows, curves = [], {}
     for name in args.rows.split(","):
         records, wall = _report.train_config(name, args.runs / name, overrides)
