@@ -281,8 +281,11 @@ def evaluate_nelbo(exp: Experiment, params: Any, *, max_batches: int | None = No
         total.append(_gather(nats))
     nats = np.concatenate(total)[:n]
     per_pos = float(nats.sum() / (n * exp.data.seq_len))
+    bits = nats / (exp.data.seq_len * math.log(2.0))
     return {
         "nelbo_bits_per_" + exp.data.unit: per_pos / math.log(2.0),
+        # standard error of the mean over sequences (noise levels and data together)
+        "stderr_bits": float(bits.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
         "perplexity": math.exp(per_pos),
         "num_sequences": n,
     }
@@ -531,8 +534,8 @@ def _report_eval(exp: Experiment, ev: dict[str, Any]) -> None:
     bits = ev["nelbo_bits_per_" + unit]
     bound = "" if exp.objective.is_exact else " (upper bound: negative ELBO)"
     say(
-        f"validation bits per {unit}: {bits:.4f}{bound}; perplexity {ev['perplexity']:.3f} "
-        f"over {ev['num_sequences']} sequences"
+        f"validation bits per {unit}: {bits:.4f} +- {ev['stderr_bits']:.4f}{bound}; "
+        f"perplexity {ev['perplexity']:.3f} over {ev['num_sequences']} sequences"
     )
 
 

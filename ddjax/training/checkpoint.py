@@ -14,11 +14,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import os
+import sys
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -30,7 +33,66 @@ from ddjax.training.state import TrainState
 
 __all__ = ["Checkpointer", "NonFiniteError", "all_finite", "validate_for_save"]
 
-log = logging.getLogger(__name__)
+
+_LOOP_CLOSED_LINES = (
+    "asyncio/base_events.py",
+    "self._check_closed()",
+    "raise RuntimeError('Event loop is closed')",
+    "RuntimeError: Event loop is closed",
+)
+
+
+def _drop_closed_loop_tracebacks(text: str) -> str:
+    """Removes the lines of "Event loop is closed" tracebacks (possibly interleaved)."""
+    lines = text.splitlines(keepends=True)
+    noise = [any(m in line for m in _LOOP_CLOSED_LINES) for line in lines]
+    keep = []
+    for i, line in enumerate(lines):
+        if noise[i]:
+            continue
+        if line.startswith("Traceback (most recent call last):") and i + 1 < len(lines):
+            if noise[i + 1] or lines[i + 1].startswith("Traceback"):
+                continue
+        keep.append(line)
+    return "".join(keep)
+
+
+@contextlib.contextmanager
+def _without_closed_loop_tracebacks() -> Iterator[None]:
+    """Drops the "Event loop is closed" tracebacks of a failed Orbax restore.
+
+    After a read fails, TensorStore's I/O threads still deliver the other reads to
+    Orbax's closed asyncio loop, and each prints a traceback straight to file
+    descriptor 2. This captures fd 2 for the duration, then writes back everything
+    except those tracebacks.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # e.g. a captured stderr in tests
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        except BaseException:
+            # The stragglers arrive for a moment after the failure: wait until quiet.
+            last, quiet, deadline = -1, 0, time.monotonic() + 3.0
+            while quiet < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                size = os.fstat(tmp.fileno()).st_size
+                quiet, last = (quiet + 1, last) if size == last else (0, size)
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace")
+            sys.stderr.write(_drop_closed_loop_tracebacks(text))
+            sys.stderr.flush()
 
 
 class NonFiniteError(FloatingPointError):
@@ -148,7 +210,8 @@ class Checkpointer:
         """
         for step in sorted(self._mngr.all_steps(), reverse=True):
             try:
-                state, data = self.restore(step, template)
+                with _without_closed_loop_tracebacks():
+                    state, data = self.restore(step, template)
                 return state, data, step
             except Exception as e:  # noqa: BLE001 - any failure means this step is unusable
                 msg = (
@@ -156,7 +219,6 @@ class Checkpointer:
                     f"({type(e).__name__}: {str(e)[:300]}); falling back to the previous one"
                 )
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)
-                log.warning(msg)
                 self._quarantine(step)
         return None
 
@@ -165,5 +227,4 @@ class Checkpointer:
             src = os.path.join(self.directory, str(step))
             if os.path.isdir(src):
                 os.replace(src, os.path.join(self.directory, f"corrupt-{step}-{int(time.time())}"))
-        self._mngr.close()
-        self._mngr = self._open()
+        self._mngr.reload()
