@@ -45,6 +45,11 @@ def concrete(x: Any) -> np.ndarray | None:
         return None
     if isinstance(x, (int, float, np.ndarray, np.generic)):
         return np.asarray(x)
+    if isinstance(x, (list, tuple)):  # nested Python sequences (a batch from a pipeline)
+        try:
+            return np.asarray(x)
+        except Exception:  # noqa: BLE001 - e.g. a list holding tracers
+            return None
     if isinstance(x, jax.Array):
         try:
             return np.asarray(x)

@@ -35,9 +35,7 @@ __all__ = [
 _LOG_FLOOR = 1e-30
 
 
-def sample_times(
-    key: Array, batch: int, antithetic: bool = True, t_min: float = 1e-5
-) -> Array:
+def sample_times(key: Array, batch: int, antithetic: bool = True, t_min: float = 1e-5) -> Array:
     """Training times in [t_min, 1 - t_min]: float32[batch].
 
     ``antithetic=True`` stratifies one uniform over the batch (MD4's low-discrepancy
@@ -200,23 +198,17 @@ def _udlm_plugin_elbo(
     xbar_theta = k * a[..., None] * jnp.exp(log_probs) + one_minus_a[..., None]
     take = lambda v: jnp.take_along_axis(v, x_t[..., None], axis=-1)  # noqa: E731
     xbar_z, xbar_theta_z = take(xbar), take(xbar_theta)
-    log_ratio = (
-        jnp.log(xbar) + jnp.log(xbar_theta_z) - jnp.log(xbar_z) - jnp.log(xbar_theta)
-    )
-    per_pos = (
-        k / xbar_theta_z[..., 0]
-        - k / xbar_z[..., 0]
-        + ((xbar / xbar_z) * log_ratio).sum(-1)
-    )
+    log_ratio = jnp.log(xbar) + jnp.log(xbar_theta_z) - jnp.log(xbar_z) - jnp.log(xbar_theta)
+    per_pos = k / xbar_theta_z[..., 0] - k / xbar_z[..., 0] + ((xbar / xbar_z) * log_ratio).sum(-1)
     return (coef * per_pos).sum(-1)
 
 
 def _kl_rows(p: Array, q: Array) -> Array:
     """KL(p || q) over the last axis with 0 log 0 = 0."""
     safe_p = jnp.where(p > 0, p, 1.0)
-    return jnp.where(
-        p > 0, p * (jnp.log(safe_p) - jnp.log(jnp.maximum(q, _LOG_FLOOR))), 0.0
-    ).sum(-1)
+    return jnp.where(p > 0, p * (jnp.log(safe_p) - jnp.log(jnp.maximum(q, _LOG_FLOOR))), 0.0).sum(
+        -1
+    )
 
 
 def d3pm_vb(
@@ -241,7 +233,7 @@ def d3pm_vb(
     """
     _require(process, D3PM, "d3pm_vb")
     log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
-    t = process._steps(t_index, x0, "t_index")
+    t = process._steps(t_index, x0, "t_index", lo=1)
     n = process.num_states
     true_post = process.posterior_probs(x_t, _onehot(x0, process.vocab_size), t - 1, t)
     model_post = process.posterior_probs(x_t, jnp.exp(log_probs), t - 1, t, plugin=plugin)

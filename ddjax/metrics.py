@@ -24,13 +24,17 @@ def nats_per_token(nats: ArrayLike, num_tokens: ArrayLike) -> Array:
 def bits_per_token(nats: ArrayLike, num_tokens: ArrayLike) -> Array:
     """Nats per sequence [B] and tokens per sequence (scalar or [B]) to bits per token."""
     nats = jnp.asarray(nats, jnp.float32)
-    return nats_per_token(nats, jnp.broadcast_to(jnp.asarray(num_tokens, jnp.float32), nats.shape)) / math.log(2.0)
+    return nats_per_token(
+        nats, jnp.broadcast_to(jnp.asarray(num_tokens, jnp.float32), nats.shape)
+    ) / math.log(2.0)
 
 
 def perplexity(nats: ArrayLike, num_tokens: ArrayLike) -> Array:
     """exp of the token-weighted mean nats per token."""
     nats = jnp.asarray(nats, jnp.float32)
-    return jnp.exp(nats_per_token(nats, jnp.broadcast_to(jnp.asarray(num_tokens, jnp.float32), nats.shape)))
+    return jnp.exp(
+        nats_per_token(nats, jnp.broadcast_to(jnp.asarray(num_tokens, jnp.float32), nats.shape))
+    )
 
 
 def unigram_entropy(tokens: ArrayLike, vocab_size: int) -> Array:

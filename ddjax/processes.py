@@ -148,7 +148,9 @@ class Interpolating(Process):
 
     def prior_sample(self, key: Array, shape: tuple[int, ...]) -> Array:
         """Draws ``x_1 ~ pi`` independently per token: int32[shape]."""
-        return categorical(key, jnp.broadcast_to(jnp.log(self.prior_probs()), (*shape, self.num_states)))
+        return categorical(
+            key, jnp.broadcast_to(jnp.log(self.prior_probs()), (*shape, self.num_states))
+        )
 
     # -- forward ----------------------------------------------------------
 
@@ -205,7 +207,10 @@ class Interpolating(Process):
     def score(self, x_t: ArrayLike, x0_probs: ArrayLike, t: ArrayLike) -> Array:
         """Concrete score p_t(x^{i<-y}) / p_t(x) implied by ``x0_probs``: float32[..., L, N].
 
-        s_y = sum_k p(k) q_t(y | k) / q_t(x_t | k); the entry at y = x_t is 1.
+        s_y = sum_k p(k) q_t(y | k) / q_t(x_t | k); the entry at y = x_t is 1. It is the true
+        ratio wherever the forward rate into x_t is positive (pi(x_t) > 0), the entries that
+        reverse rates and losses use. Where pi(x_t) = 0 (an unmasked token under masking)
+        the sum only covers the x0 values that can produce x_t.
         """
         x_t = self.check_x_t(x_t)
         x0_probs = _check_x0_probs(x0_probs, self.vocab_size, x_t)
@@ -267,9 +272,9 @@ class Interpolating(Process):
         pi = self.prior_probs()
         # beta * pi_x * (a w_y + (1 - a) pi_y W), with beta * a = -alpha' kept finite at a = 0.
         neg_da = -self.schedule.alpha_prime(t)[..., None, None]
-        beta_one_minus_a = (
-            self.schedule.sigma_bar_prime(t) * self.schedule.one_minus_alpha(t)
-        )[..., None, None]
+        beta_one_minus_a = (self.schedule.sigma_bar_prime(t) * self.schedule.one_minus_alpha(t))[
+            ..., None, None
+        ]
         uniform_part = jnp.where(pi > 0, beta_one_minus_a * pi, 0.0) * w_sum
         rates = pi[x_t][..., None] * (neg_da * w + uniform_part)
         return jnp.where(_onehot(x_t, n) > 0, 0.0, rates)
@@ -321,10 +326,10 @@ class Masking(Interpolating):
         one_minus_a_t = self.schedule.one_minus_alpha(t)
         unmask = (self.schedule.alpha(s) - self.schedule.alpha(t)) / one_minus_a_t
         masked = (x_t == self.mask_id)[..., None]
-        data = jnp.where(
-            masked, unmask[..., None, None] * x0_probs, _onehot(x_t, self.vocab_size)
+        data = jnp.where(masked, unmask[..., None, None] * x0_probs, _onehot(x_t, self.vocab_size))
+        stay = jnp.where(
+            masked, (self.schedule.one_minus_alpha(s) / one_minus_a_t)[..., None, None], 0.0
         )
-        stay = jnp.where(masked, (self.schedule.one_minus_alpha(s) / one_minus_a_t)[..., None, None], 0.0)
         return jnp.concatenate([data, stay], axis=-1)
 
     def reverse_rates(self, x_t: ArrayLike, x0_probs: ArrayLike, t: ArrayLike) -> Array:
@@ -369,7 +374,9 @@ class MarginalPrior(Interpolating):
     def __post_init__(self) -> None:
         arr = concrete(self.probs)
         if arr is not None:
-            check(arr.ndim == 1, f"probs must be a vector over the vocabulary, got shape {arr.shape}")
+            check(
+                arr.ndim == 1, f"probs must be a vector over the vocabulary, got shape {arr.shape}"
+            )
             _check_vocab(arr.shape[0])
             validate_probs(arr, "probs")
             object.__setattr__(self, "probs", jnp.asarray(arr, jnp.float32))
@@ -461,9 +468,9 @@ class D3PM(Process):
             qbar[t] = qbar[t - 1] @ q[t]
         prior = qbar[num_steps][:vocab_size].mean(0)
         return cls(
-            q=jnp.asarray(q, jnp.float32),
-            qbar=jnp.asarray(qbar, jnp.float32),
-            prior=jnp.asarray(prior / prior.sum(), jnp.float32),
+            q=_to_float32(q),
+            qbar=_to_float32(qbar),
+            prior=_to_float32(prior / prior.sum()),
             vocab_size=int(vocab_size),
             num_steps=int(num_steps),
             kind=kind,
@@ -559,13 +566,14 @@ class D3PM(Process):
 
     # -- forward ----------------------------------------------------------
 
-    def _steps(self, t: ArrayLike, x: Array, name: str = "t") -> Array:
+    def _steps(self, t: ArrayLike, x: Array, name: str = "t", lo: int = 0) -> Array:
         t = _times(t, x, jnp.int32)
         arr = concrete(t)
         if arr is not None and arr.size:
             check(
-                arr.min() >= 0 and arr.max() <= self.num_steps,
-                f"{name} must be step indices in 0..{self.num_steps}, got [{arr.min()}, {arr.max()}]",
+                arr.min() >= lo and arr.max() <= self.num_steps,
+                f"{name} must be step indices in {lo}..{self.num_steps}, "
+                f"got [{arr.min()}, {arr.max()}]",
             )
         return t
 
@@ -631,9 +639,7 @@ class D3PM(Process):
         p = _pad_states(x0_probs, n)
         between = self._between(s, t)  # [..., N, N]
         # step_lik[..., l, j] = Q_{s:t}[j, x_t[l]]
-        step_lik = jnp.take_along_axis(
-            jnp.swapaxes(between, -1, -2), x_t[..., None], axis=-2
-        )
+        step_lik = jnp.take_along_axis(jnp.swapaxes(between, -1, -2), x_t[..., None], axis=-2)
         qbar_s = self.qbar[s]
         if plugin:
             unnorm = step_lik * jnp.einsum("...lk,...kj->...lj", p, qbar_s)
@@ -644,6 +650,17 @@ class D3PM(Process):
         consistent = (lik > 0) & (jnp.arange(n) < self.vocab_size)
         w = _normalise_consistent(p, consistent) / jnp.where(consistent, lik, 1.0)
         return step_lik * jnp.einsum("...lk,...kj->...lj", w, qbar_s)
+
+
+def _to_float32(x: np.ndarray) -> Array:
+    """float64 probabilities to float32, with subnormal results set to 0.
+
+    XLA flushes float32 subnormals to zero on CPU and GPU while NumPy keeps them, so
+    a subnormal entry would be a possible transition on the host and an impossible
+    one on the device (the posterior's support would depend on where it runs).
+    """
+    x32 = np.asarray(x, np.float32)
+    return jnp.asarray(np.where(x32 < np.finfo(np.float32).smallest_normal, 0.0, x32), jnp.float32)
 
 
 def _betas(num_steps: int, betas: np.ndarray | None, default: str) -> np.ndarray:

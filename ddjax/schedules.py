@@ -53,8 +53,8 @@ class Schedule:
         return 1.0 - self.alpha(t)
 
     def sigma_bar(self, t: ArrayLike) -> Array:
-        """Total noise -log alpha(t)."""
-        return -jnp.log(self.alpha(t))
+        """Total noise -log alpha(t), as -log1p(-(1 - alpha)) to keep precision near t = 0."""
+        return -jnp.log1p(-self.one_minus_alpha(t))
 
     def sigma_bar_prime(self, t: ArrayLike) -> Array:
         """d sigma_bar / dt = -alpha'(t) / alpha(t): the forward jump rate of the process."""

@@ -21,6 +21,7 @@ from jax.typing import ArrayLike
 
 from ddjax._struct import check
 from ddjax.processes import Process, _onehot
+from ddjax.samplers.categorical import categorical
 
 __all__ = [
     "ExactTarget",
@@ -85,7 +86,8 @@ class ExactTarget:
 
     def sample(self, key: Array, n: int) -> Array:
         """n exact samples: int32[n, L]."""
-        idx = jax.random.categorical(key, self.log_probs, shape=(n,))
+        # ddjax's tail-exact draw (design.md 2: every categorical draw goes through it).
+        idx = categorical(key, jnp.broadcast_to(self.log_probs, (n, self.num_sequences)))
         return self.sequences[idx]
 
     def _log_likelihood(self, process: Process, x_t: Array, t: Array) -> Array:
