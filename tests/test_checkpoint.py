@@ -198,3 +198,37 @@ def test_sigkill_and_resume_gives_bitwise_equal_parameters(tmp_path):
     for x, y in zip(leaves_a, leaves_b, strict=True):
         assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_repeated_sigkills_at_random_moments_still_give_bitwise_equal_parameters(tmp_path):
+    """Kill the run at random moments (during compilation, steps or saves) until it
+    completes; its parameters must equal an uninterrupted run's bit for bit."""
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    out = subprocess.run(_cmd(ref), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rng = np.random.default_rng(0)
+    kills = 0
+    for _ in range(12):
+        proc = subprocess.Popen(
+            _cmd(killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            proc.wait(timeout=float(rng.uniform(2.0, 9.0)))
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        assert proc.returncode == 0
+        break
+    else:
+        out = subprocess.run(_cmd(killed), cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+    assert kills >= 1
+    for x, y in zip(
+        jax.tree.leaves(_final_params(ref, 120)),
+        jax.tree.leaves(_final_params(killed, 120)),
+        strict=True,
+    ):
+        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
