@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
@@ -97,6 +98,68 @@ def masked_elbo(
     return process.schedule.masking_rate(t) * ce
 
 
+def _take(v: Array, index: Array) -> Array:
+    """v[..., index] per position: float[B, L] for v [B, L, N] and index [B, L]."""
+    return jnp.take_along_axis(v, index[..., None], axis=-1)[..., 0]
+
+
+def _entropy_terms(s: Array, r: Array) -> Array:
+    """The score-entropy summand s - r + r log(r / s), as r (u - 1 - log u) with u = s / r.
+
+    In this form the rounding of s and r costs r * eps * |u - 1| rather than eps * r: the
+    summand is second order in s - r, and near the optimum s ~ r that matters. Where
+    r = 0 the summand is s; s is floored at 1e-30 inside the log.
+    """
+    safe_r = jnp.where(r > 0, r, 1.0)
+    u = s / safe_r
+    return jnp.where(r > 0, r * ((u - 1.0) - jnp.log(jnp.maximum(s, _LOG_FLOOR) / safe_r)), s)
+
+
+def _true_ratio(a: Array, c: Array, pi: Array, x0: Array, x_t: Array) -> tuple[Array, Array, Array]:
+    """The true ratios r_y = q_t(y | x0) / q_t(x_t | x0) = cr pi_y + [y = x0] a / q.
+
+    Returns arrays of the shape of ``x0``: ``cr`` = c / q, ``r_0`` = r at y = x0, and
+    whether x0 != x_t (otherwise y = x0 is the excluded y = x_t).
+    """
+    differs = x0 != x_t
+    q = jnp.maximum(jnp.where(differs, 0.0, a) + c * pi[x_t], _LOG_FLOOR)
+    cr = c / q
+    return cr, cr * pi[x0] + a / q, differs
+
+
+# Rows of a [B, L, K] input handled per step by :func:`_per_position`: 4M elements keeps
+# every temporary at 16 MB whatever B, L and K are.
+_CHUNK_ELEMENTS = 2**22
+
+
+def _per_position(fn, big: Array, *small: Array) -> Array:
+    """``fn(rows [C, K], *per_row [C]) -> [C]`` over every position of ``big`` [..., K].
+
+    XLA's CPU backend materialises the elementwise input of a reduction, so a sum over
+    K of an expression of ``big`` would cost a [B, L, K] temporary. Running ``fn`` on
+    chunks of rows (a loop over dynamic slices of ``big``, no copy of it) bounds the
+    temporaries by the chunk. The last chunk is shifted back to end at the last row; its
+    overlap with the previous chunk is recomputed and overwritten with the same values.
+    """
+    lead, k = big.shape[:-1], big.shape[-1]
+    rows = int(np.prod(lead, dtype=np.int64))
+    flat = big.reshape(rows, k)
+    per_row = [jnp.broadcast_to(v, lead).reshape(rows) for v in small]
+    chunk = max(1, min(rows, _CHUNK_ELEMENTS // max(k, 1)))
+    steps = -(-rows // chunk)
+    if steps <= 1:
+        return fn(flat, *per_row).reshape(lead)
+
+    def body(i: Array, out: Array) -> Array:
+        start = jnp.minimum(i * chunk, rows - chunk)
+        piece = jax.lax.dynamic_slice_in_dim(flat, start, chunk)
+        args = [jax.lax.dynamic_slice_in_dim(v, start, chunk) for v in per_row]
+        return jax.lax.dynamic_update_slice_in_dim(out, fn(piece, *args), start, 0)
+
+    out = jax.lax.fori_loop(0, steps, body, jnp.zeros((rows,), jnp.float32))
+    return out.reshape(lead)
+
+
 def score_entropy(
     log_score: ArrayLike, x0: ArrayLike, x_t: ArrayLike, t: ArrayLike, process: Interpolating
 ) -> Array:
@@ -106,6 +169,9 @@ def score_entropy(
     with s = exp(log_score) the model's ratios and r_y = q_t(y | x0) / q_t(x_t | x0) the
     true ones. The forward rate into x_t is sigma_bar'(t) pi(x_t), so masked positions of
     the masking process carry weight sigma_bar'(t) and unmasked ones 0.
+
+    No [B, L, N] temporary: off y = x0 the true ratio is (c / q) pi_y, built on the fly
+    from per-position scalars, and the sum over y runs on chunks of positions.
 
     Args:
       log_score: float[B, L, num_states]; the entry at y = x_t is ignored.
@@ -118,21 +184,27 @@ def score_entropy(
         f"log_score must have {n} states on its last axis, got {log_score.shape[-1]}",
     )
     t = _times(t, x0)
-    a = process.schedule.alpha(t)[..., None]
-    one_minus_a = process.schedule.one_minus_alpha(t)[..., None]
     pi = process.prior_probs()
     weight = process.forward_rate_into(x_t, t)  # [B, L]
-    q_xt = a * (x_t == x0) + one_minus_a * pi[x_t]  # q_t(x_t | x0)
-    r = (a[..., None] * _onehot(x0, n) + one_minus_a[..., None] * pi) / jnp.maximum(
-        q_xt, _LOG_FLOOR
-    )[..., None]
-    off = _onehot(x_t, n) == 0
-    terms = (
-        jnp.exp(log_score)
-        - jnp.where(r > 0, r * log_score, 0.0)
-        + jnp.where(r > 0, r * (jnp.log(jnp.where(r > 0, r, 1.0)) - 1.0), 0.0)
-    )
-    per_pos = jnp.where(off, terms, 0.0).sum(-1)
+
+    def rows(ls: Array, x0: Array, x_t: Array, a: Array, c: Array) -> Array:
+        cr, r_0, differs = _true_ratio(a, c, pi, x0, x_t)
+        # every y except x_t and x0: s_y - r_y + r_y (log r_y - log s_y), r_y = cr pi_y
+        states = jnp.arange(n)
+        rest = (states != x_t[:, None]) & (states != x0[:, None])
+        r = cr[:, None] * pi
+        log_r = jnp.log(jnp.where(r > 0, r, 1.0))
+        terms = jnp.exp(ls) - r + jnp.where(r > 0, r * (log_r - ls), 0.0)
+        per_pos = jnp.where(rest, terms, 0.0).sum(-1)
+        # y = x0 when it differs from x_t
+        ls_0 = _take(ls, x0)
+        log_r_0 = jnp.log(jnp.where(r_0 > 0, r_0, 1.0))
+        term_0 = jnp.exp(ls_0) - r_0 + jnp.where(r_0 > 0, r_0 * (log_r_0 - ls_0), 0.0)
+        return per_pos + jnp.where(differs, term_0, 0.0)
+
+    a = process.schedule.alpha(t)[..., None]
+    c = process.schedule.one_minus_alpha(t)[..., None]
+    per_pos = _per_position(rows, log_score, x0, x_t, a, c)
     return jnp.where(weight > 0, weight * per_pos, 0.0).sum(-1)
 
 
@@ -149,7 +221,8 @@ def uniform_elbo(
 
     Default: the score entropy of the score implied by reading ``log_probs`` as the
     posterior p(x0_i | x_t) (design.md section 5.2), computed in O(K) per token
-    without materialising the score. ``plugin=True``: UDLM's published form, which
+    without materialising the score (no [B, L, K] temporary: two sums over K per
+    position, run on chunks of positions). ``plugin=True``: UDLM's published form, which
     plugs ``p`` into the one-hot posterior formula (exact only for p(x0_i | rest)).
     """
     _require(process, Interpolating, "uniform_elbo")
@@ -157,28 +230,40 @@ def uniform_elbo(
     t = _times(t, x0)
     if plugin:
         return _udlm_plugin_elbo(log_probs, x0, x_t, t, process)
-    n = process.num_states
-    a = process.schedule.alpha(t)[..., None]
-    one_minus_a = process.schedule.one_minus_alpha(t)[..., None]
+    k, n = process.vocab_size, process.num_states
     pi = process.prior_probs()
     weight = process.forward_rate_into(x_t, t)
-    # Model score s_y = a w_y + (1 - a) pi_y W, w_y = p(y) / q_t(x_t | y).
-    p = jnp.exp(log_probs)
-    if n > process.vocab_size:
-        p = jnp.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, n - process.vocab_size)])
-    at_x = _onehot(x_t, n) > 0
-    lik = one_minus_a[..., None] * pi[x_t][..., None] + a[..., None] * at_x
-    w = jnp.where(lik > 0, p / jnp.where(lik > 0, lik, 1.0), 0.0)
-    w_sum = w.sum(-1, keepdims=True)
-    s = a[..., None] * w + one_minus_a[..., None] * pi * w_sum
-    # True ratio r_y = q_t(y | x0) / q_t(x_t | x0).
-    q_xt = a * (x_t == x0) + one_minus_a * pi[x_t]
-    r = (a[..., None] * _onehot(x0, n) + one_minus_a[..., None] * pi) / jnp.maximum(
-        q_xt, _LOG_FLOOR
-    )[..., None]
-    log_s = jnp.log(jnp.maximum(s, _LOG_FLOOR))
-    terms = s - r + jnp.where(r > 0, r * (jnp.log(jnp.where(r > 0, r, 1.0)) - log_s), 0.0)
-    per_pos = jnp.where(at_x, 0.0, terms).sum(-1)
+
+    def rows(lp: Array, x0: Array, x_t: Array, a: Array, c: Array) -> Array:
+        # Model score s_y = a w_y + c pi_y W with w_y = p(y) / q_t(x_t | y), W = sum_y w_y;
+        # q_t(x_t | y) is c pi(x_t) for y != x_t and c pi(x_t) + a at y = x_t. So off x_t,
+        # s_y = scale p(y) + base pi_y with per-position scalars scale and base.
+        lik_other = c * pi[x_t]
+        lik_x = lik_other + a
+        inv_other = jnp.where(lik_other > 0, 1.0 / jnp.where(lik_other > 0, lik_other, 1.0), 0.0)
+        p_x = jnp.where(x_t < k, jnp.exp(_take(lp, jnp.minimum(x_t, k - 1))), 0.0)
+        w_x = jnp.where(lik_x > 0, p_x / jnp.where(lik_x > 0, lik_x, 1.0), 0.0)
+        data = jnp.arange(k)
+        p_rest = jnp.where(data != x_t[:, None], jnp.exp(lp), 0.0).sum(-1)  # sum_{y != x_t} p
+        w_sum = p_rest * inv_other + w_x
+        scale, base = a * inv_other, c * w_sum
+        cr, r_0, differs = _true_ratio(a, c, pi, x0, x_t)
+        # data tokens other than x_t and x0, where r_y = cr pi_y
+        rest = (data != x_t[:, None]) & (data != x0[:, None])
+        s = scale[:, None] * jnp.exp(lp) + base[:, None] * pi[:k]
+        terms = _entropy_terms(s, cr[:, None] * pi[:k])
+        per_pos = jnp.where(rest, terms, 0.0).sum(-1)
+        if n > k:  # states beyond the data (the mask): s_y = base pi_y there
+            extra = jnp.arange(k, n) != x_t[:, None]
+            terms_e = _entropy_terms(base[:, None] * pi[k:], cr[:, None] * pi[k:])
+            per_pos += jnp.where(extra, terms_e, 0.0).sum(-1)
+        # y = x0 when it differs from x_t
+        s_0 = scale * jnp.exp(_take(lp, x0)) + base * pi[x0]
+        return per_pos + jnp.where(differs, _entropy_terms(s_0, r_0), 0.0)
+
+    a = process.schedule.alpha(t)[..., None]
+    c = process.schedule.one_minus_alpha(t)[..., None]
+    per_pos = _per_position(rows, log_probs, x0, x_t, a, c)
     return jnp.where(weight > 0, weight * per_pos, 0.0).sum(-1)
 
 
