@@ -1,0 +1,473 @@
+"""The CTMC samplers (ddjax.samplers.ctmc) and dfm_euler (ddjax.samplers.flow) against
+the exact oracle.
+
+Two kinds of checks:
+
+* Sampled: draws from the sampler with the oracle's exact denoiser, compared with the
+  target by total variation (TV) within the Monte Carlo floor.
+* Exact law: each step's per-position law (the same ``_*_probs`` functions the samplers
+  draw from), applied to every state, gives the step's transition matrix over all
+  N**L states; multiplying them gives the sampler's exact output law with no Monte
+  Carlo noise. It is used for the convergence order (TV against steps) and to check
+  that the sampled law is that law.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ddjax as dd
+from ddjax import testing
+from ddjax.samplers import ctmc, flow
+
+K = 3
+N_SAMPLES = 50_000
+SAMPLERS = (
+    "euler",
+    "tau_leaping",
+    "tweedie",
+    "predictor_corrector",
+    "theta_trapezoidal",
+    "theta_rk2",
+    "dfm_euler",
+)
+SCHEDULE = dd.schedules.LogLinear()
+PROCESSES = {
+    "masking": dd.processes.Masking(K, SCHEDULE),
+    "uniform": dd.processes.Uniform(K, SCHEDULE),
+}
+# XLA's CPU backend optimisations take ~3 s per sampler here; the short runs below are
+# quicker without them (the 256-step runs keep the default).
+fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+
+
+# --------------------------------------------------------------------------
+# Targets, a fast exact denoiser, and the exact law of a sampler
+# --------------------------------------------------------------------------
+
+
+@functools.cache
+def strong_target(length: int = 3) -> testing.ExactTarget:
+    """A random, clearly non-uniform target (max prob ~0.17 for L = 3, 27 sequences)."""
+    return testing.random_target(jax.random.PRNGKey(0), K, length, temperature=0.5)
+
+
+@functools.cache
+def weak_target() -> testing.ExactTarget:
+    """L = 2, log p(v, w) = a_v + b_w + 0.3 c_vw: dependent positions, but p(w | v) / p(w)
+    stays within [0.75, 1.33], so theta-trapezoidal's positive part stays inactive."""
+    rng = np.random.default_rng(0)
+    a, b, c = rng.normal(size=K), rng.normal(size=K), rng.normal(size=(K, K))
+    return testing.ExactTarget(a[:, None] + b[None, :] + 0.3 * c)
+
+
+def all_states(num_states: int, length: int) -> jax.Array:
+    """Every sequence of states, row-major: int32[num_states**length, length]."""
+    seqs = itertools.product(range(num_states), repeat=length)
+    return jnp.asarray(np.array(list(seqs)), jnp.int32)
+
+
+def tabulated(target: testing.ExactTarget, process) -> Callable:
+    """The exact denoiser, evaluated once per step on every state and then gathered.
+
+    Exact whenever the batch shares one time, as on every sampler's grid.
+    """
+    exact = target.denoiser(process)
+    n = process.num_states
+    states = all_states(n, target.length)
+    place = n ** jnp.arange(target.length - 1, -1, -1)
+
+    def denoiser(x: jax.Array, t: jax.Array) -> jax.Array:
+        table = exact(states, jnp.broadcast_to(t[0], (states.shape[0],)))
+        return table[(x * place).sum(-1)]
+
+    return denoiser
+
+
+def _product_law(probs: jax.Array, states: jax.Array) -> jax.Array:
+    """T[a, b] = prod_i probs[a, i, states[b, i]] for per-position laws probs [A, L, N]."""
+    idx = jnp.broadcast_to(states[None, :, :, None], (probs.shape[0], *states.shape, 1))
+    return jnp.take_along_axis(probs[:, None], idx, axis=-1)[..., 0].prod(-1)
+
+
+def step_matrix(name: str, process, denoise: Callable, length: int, **options) -> Callable:
+    """(t, s) -> the exact transition matrix [S, S] of one step of sampler ``name``."""
+    states = all_states(process.num_states, length)
+    num = states.shape[0]
+    theta = options.get("theta", 0.5)
+
+    def matrix(t: jax.Array, s: jax.Array) -> jax.Array:
+        tv, sv = jnp.full((num,), t), jnp.full((num,), s)
+        if name in ("final", "ancestral"):
+            return _product_law(ctmc.final_probs(process, denoise, states, tv, sv), states)
+        if name == "euler":
+            return _product_law(ctmc._euler_probs(process, denoise, states, tv, sv), states)
+        if name == "tweedie":
+            return _product_law(ctmc._tweedie_probs(process, denoise, states, tv, sv), states)
+        if name == "dfm_euler":
+            probs = flow._dfm_probs(
+                process, denoise, states, tv, sv,
+                options.get("jump", "exact"), options.get("corrector", 0.0),
+            )  # fmt: skip
+            return _product_law(probs, states)
+        if name in ("tau_leaping", "predictor_corrector"):
+            jumps = options.get("multi_jump", "reject")
+            out = _product_law(ctmc._tau_probs(process, denoise, states, tv, sv, jumps), states)
+            if name == "predictor_corrector":
+                size = options.get("corrector_step_size")
+                dt = tv - sv if size is None else jnp.full_like(tv, size)
+                probs = ctmc._corrector_probs(process, denoise, states, sv, dt, jumps)
+                corr = _product_law(probs, states)
+                for _ in range(options.get("n_corrector", 1)):
+                    out = out @ corr
+            return out
+        # two-stage methods: sum over the intermediate state x*
+        jumps = options.get("multi_jump", "first")
+        probs1, rates1 = ctmc._theta_stage1(process, denoise, states, tv, sv, theta, jumps)
+        first = _product_law(probs1, states)  # [x, x*]
+        x = jnp.repeat(states, num, axis=0)
+        x_star = jnp.tile(states, (num, 1))
+        pair_t, pair_s = jnp.full((num * num,), t), jnp.full((num * num,), s)
+        probs2 = ctmc._theta_stage2(
+            process, denoise, x, x_star, jnp.repeat(rates1, num, axis=0), pair_t, pair_s,
+            theta, jumps, name.removeprefix("theta_"),
+        )  # fmt: skip
+        second = _product_law(probs2, states).reshape(num, num, num)  # [x, x*, new]
+        return jnp.einsum("ac,acb->ab", first, second)
+
+    return matrix
+
+
+class ExactLaw:
+    """The exact output law of a sampler with the oracle denoiser, for any step count.
+
+    The grid loop runs in one compiled ``fori_loop`` with the step count traced, so a
+    law costs one compilation whatever the step counts asked for.
+    """
+
+    def __init__(self, name: str, process, target: testing.ExactTarget, **options) -> None:
+        denoise = tabulated(target, process)
+        length = target.length
+        step = step_matrix(name, process, denoise, length, **options)
+        final = step_matrix("final", process, denoise, length)
+        states = all_states(process.num_states, length)
+        prior = jnp.prod(process.prior_probs()[states], axis=-1)
+
+        @fast_jit
+        def law(steps: jax.Array) -> jax.Array:
+            h = 1.0 / steps
+
+            def body(i: jax.Array, law: jax.Array) -> jax.Array:
+                return law @ step(1.0 - i * h, 1.0 - (i + 1) * h)
+
+            return jax.lax.fori_loop(0, steps - 1, body, prior) @ final(h, jnp.float32(0.0))
+
+        self._law = law
+        self.data_index = np.ravel_multi_index(
+            tuple(np.asarray(target.sequences).T), (process.num_states,) * length
+        )
+        self.target = target
+
+    def __call__(self, steps: int) -> np.ndarray:
+        """The law over the K**L data sequences (target order), float64."""
+        law = np.asarray(self._law(jnp.int32(steps)), np.float64)
+        data = law[self.data_index]
+        assert abs(data.sum() - 1.0) < 1e-4, "the law left mass on non-data states"
+        return data / data.sum()
+
+    def tv(self, steps: int) -> float:
+        return float(0.5 * np.abs(self(steps) - self.target.probs).sum())
+
+
+def sampler(name: str) -> Callable:
+    return getattr(dd.samplers, name)
+
+
+def slope(steps: list[int], errors: list[float]) -> float:
+    """The fitted order p in error ~ steps**(-p)."""
+    return -float(np.polyfit(np.log(steps), np.log(errors), 1)[0])
+
+
+# --------------------------------------------------------------------------
+# Sampled output against the target and against the exact law
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("process_name", sorted(PROCESSES))
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_sampled_law_is_exact_law_and_converges(name: str, process_name: str) -> None:
+    """jit + vmap over keys: 50k samples at 4 steps have the exact law of 4 steps; that law
+    is far from the target at 2 steps and within 0.01 of it at 256 steps."""
+    process = PROCESSES[process_name]
+    target = strong_target()
+    law = ExactLaw(name, process, target)
+    exact4 = law(4)
+    den = tabulated(target, process)
+    draw = fast_jit(
+        jax.vmap(lambda k: sampler(name)(k, den, process, (500, target.length), steps=4))
+    )
+    x = np.asarray(draw(jax.random.split(jax.random.PRNGKey(1), N_SAMPLES // 500)))
+    x = x.reshape(-1, target.length)
+    assert x.min() >= 0 and x.max() < K  # data tokens only: no mask left
+    tv_to_law = testing.total_variation(x, exact4, K)
+    assert tv_to_law < testing.tv_floor(exact4, N_SAMPLES) + 0.005, tv_to_law
+    assert law.tv(2) > 0.1
+    assert law.tv(256) < 0.01
+
+
+def test_sampled_many_steps_close_few_steps_far() -> None:
+    """The plain call: 50k samples at 256 steps are within the MC floor + 0.01 of the
+    target; at 2 steps clearly not (every sampler and process: the slow test below)."""
+    _many_and_few("uniform", "tau_leaping")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("process_name", sorted(PROCESSES))
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_sampled_many_steps_every_sampler(process_name: str, name: str) -> None:
+    _many_and_few(process_name, name)
+
+
+def _many_and_few(process_name: str, name: str) -> None:
+    process = PROCESSES[process_name]
+    target = strong_target()
+    den = tabulated(target, process)
+    floor = testing.tv_floor(target, N_SAMPLES)
+    shape = (N_SAMPLES, target.length)
+    many = np.asarray(sampler(name)(jax.random.PRNGKey(2), den, process, shape, steps=256))
+    few = np.asarray(sampler(name)(jax.random.PRNGKey(3), den, process, shape, steps=2))
+    assert many.max() < K and few.max() < K
+    tv_many = testing.total_variation(many, target)
+    tv_few = testing.total_variation(few, target)
+    assert tv_many < floor + 0.01, (tv_many, floor)
+    assert tv_few > floor + 0.1, (tv_few, floor)
+
+
+# --------------------------------------------------------------------------
+# Convergence order from exact laws
+# --------------------------------------------------------------------------
+
+ORDER_STEPS = [4, 8, 16, 32, 64]
+
+
+def test_convergence_order_masking() -> None:
+    """TV(exact law, target) against steps 4..64, masking, L = 2: first order for euler,
+    tau_leaping, tweedie and theta_rk2; about second for theta_trapezoidal.
+
+    Measured slopes: euler 1.00, tau_leaping 1.05, tweedie 1.00, theta_rk2 1.02,
+    theta_trapezoidal 1.78 (the stiff masking rate 1/t near t = 0 adds a log factor;
+    1.84 between 64 and 128 steps). The KL slopes are twice these. On the strongly
+    dependent target of the other tests trapezoidal's positive part (a1 R^(x*) -
+    a2 R^(x))_+ clips and its slope drops to 1.2, with a smaller constant than euler's.
+    """
+    process = PROCESSES["masking"]
+    slopes, errors = {}, {}
+    for name in ("euler", "tau_leaping", "tweedie", "theta_rk2", "theta_trapezoidal"):
+        law = ExactLaw(name, process, weak_target())
+        errors[name] = [law.tv(n) for n in ORDER_STEPS]
+        slopes[name] = slope(ORDER_STEPS, errors[name])
+    for name in ("euler", "tau_leaping", "tweedie", "theta_rk2"):
+        assert 0.9 < slopes[name] < 1.15, (name, slopes)
+    assert slopes["theta_trapezoidal"] > 1.65, slopes
+    # and it is the most accurate at every step count
+    for name in ("euler", "tau_leaping", "tweedie", "theta_rk2"):
+        assert all(a < b for a, b in zip(errors["theta_trapezoidal"], errors[name], strict=True))
+
+
+@pytest.mark.slow
+def test_convergence_order_uniform() -> None:
+    """The same for uniform noise. Measured slopes: euler 1.03, tau_leaping 0.88 (still
+    approaching 1 from below), tweedie 1.00, theta_trapezoidal 1.85; with
+    multi_jump="reject" trapezoidal drops to first order (1.16)."""
+    process = PROCESSES["uniform"]
+    slopes = {}
+    for name in ("euler", "tau_leaping", "tweedie", "theta_trapezoidal"):
+        law = ExactLaw(name, process, weak_target())
+        slopes[name] = slope(ORDER_STEPS, [law.tv(n) for n in ORDER_STEPS])
+    law = ExactLaw("theta_trapezoidal", process, weak_target(), multi_jump="reject")
+    slopes["trapezoidal_reject"] = slope(ORDER_STEPS, [law.tv(n) for n in ORDER_STEPS])
+    assert 0.9 < slopes["euler"] < 1.15, slopes
+    assert 0.9 < slopes["tweedie"] < 1.15, slopes
+    assert 0.75 < slopes["tau_leaping"] < 1.15, slopes
+    assert slopes["theta_trapezoidal"] > 1.7, slopes
+    assert slopes["trapezoidal_reject"] < 1.5, slopes
+
+
+# --------------------------------------------------------------------------
+# Identities between samplers
+# --------------------------------------------------------------------------
+
+
+def _random_inputs(process, key: jax.Array, batch: int = 64, length: int = 4):
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    x = jax.random.randint(k1, (batch, length), 0, process.num_states)
+    logits = 2.0 * jax.random.normal(k2, (batch, length, process.vocab_size))
+    t = jax.random.uniform(k3, (batch,), minval=0.05, maxval=1.0)
+    s = t * jax.random.uniform(k4, (batch,), minval=0.0, maxval=0.99)
+    return x, jax.nn.log_softmax(logits), t, s
+
+
+@pytest.mark.parametrize(
+    "process",
+    [
+        PROCESSES["masking"],
+        PROCESSES["uniform"],
+        dd.processes.MarginalPrior(jnp.array([0.5, 0.3, 0.2]), SCHEDULE),
+    ],
+    ids=["masking", "uniform", "marginal"],
+)
+def test_tweedie_step_is_the_posterior_mixture(process) -> None:
+    """SEDD's analytic step with the mixture-form score equals the ancestral posterior,
+    for any x0 distribution (not only the exact one)."""
+    x, log_probs, t, s = _random_inputs(process, jax.random.PRNGKey(4))
+    den = lambda x_, t_: log_probs
+    tweedie = ctmc._tweedie_probs(process, den, x, t, s)
+    posterior = process.posterior_probs(x, jnp.exp(log_probs), s, t)
+    np.testing.assert_allclose(tweedie, posterior, atol=2e-5)
+
+
+@pytest.mark.parametrize("process_name", sorted(PROCESSES))
+def test_tweedie_has_the_law_of_ancestral(process_name: str) -> None:
+    """The same exact law at 16 steps (that tweedie's draws follow its law is checked
+    above for every sampler)."""
+    process = PROCESSES[process_name]
+    target = strong_target()
+    exact = ExactLaw("tweedie", process, target)(16)
+    np.testing.assert_allclose(exact, ExactLaw("ancestral", process, target)(16), atol=1e-5)
+
+
+def test_dfm_exact_jump_is_ancestral_for_masking() -> None:
+    process = PROCESSES["masking"]
+    x, log_probs, t, s = _random_inputs(process, jax.random.PRNGKey(6))
+    log_probs = dd.parameterizations.subs(log_probs, x, process.mask_id)
+    den = lambda x_, t_: log_probs
+    dfm = flow._dfm_probs(process, den, x, t, s, "exact", 0.0)
+    posterior = process.posterior_probs(x, jnp.exp(log_probs), s, t)
+    np.testing.assert_allclose(dfm, posterior, atol=1e-6)
+
+
+@pytest.mark.parametrize("process_name", sorted(PROCESSES))
+def test_dfm_jump_modes_and_corrector_converge(process_name: str) -> None:
+    """Gat et al.'s Euler jump, the exponential one and the corrector (remasking /
+    renoising towards the source) all keep the right limit."""
+    process = PROCESSES[process_name]
+    target = strong_target(2)
+    for options in (
+        {"jump": "euler"},
+        {"jump": "exponential", "corrector": 0.5},
+        {"jump": "euler", "corrector": 1.0},
+    ):
+        law = ExactLaw("dfm_euler", process, target, **options)
+        assert law.tv(2) > 0.02, options
+        assert law.tv(256) < 0.01, options
+
+
+def test_predictor_corrector_options() -> None:
+    """The corrector makes the coarse sampler better than tau-leaping alone; more
+    correctors and a fixed corrector step keep the limit, and the sampler with two
+    correctors draws from its exact law."""
+    process = PROCESSES["masking"]
+    target = strong_target(2)
+    plain = ExactLaw("tau_leaping", process, target).tv(16)
+    assert ExactLaw("predictor_corrector", process, target).tv(16) < plain
+    for options in ({"n_corrector": 2}, {"corrector_step_size": 0.01}, {"n_corrector": 0}):
+        assert ExactLaw("predictor_corrector", process, target, **options).tv(256) < 0.01
+    exact = ExactLaw("predictor_corrector", process, target, n_corrector=2)(8)
+    den = tabulated(target, process)
+    n = 20_000
+    draw = fast_jit(
+        lambda k: dd.samplers.predictor_corrector(k, den, process, (n, 2), steps=8, n_corrector=2)
+    )
+    tv = testing.total_variation(np.asarray(draw(jax.random.PRNGKey(7))), exact, K)
+    assert tv < testing.tv_floor(exact, n) + 0.005, tv
+
+
+# --------------------------------------------------------------------------
+# Options shared by every sampler
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["predictor_corrector", "theta_trapezoidal"])
+def test_fixed_tokens_never_change(name: str) -> None:
+    """Clamped tokens stay in place at every step (also inside the multi-stage steps) and
+    the free positions follow the target's conditional law."""
+    process = PROCESSES["masking"]
+    target = strong_target()
+    den = tabulated(target, process)
+    n = 20_000
+    fixed = np.full((n, 3), -1, np.int32)
+    fixed[:, 1] = 2
+    run = fast_jit(
+        lambda k: sampler(name)(
+            k, den, process, (n, 3), steps=64, fixed=fixed, return_trajectory=True
+        )
+    )
+    x, traj = run(jax.random.PRNGKey(8))
+    traj = np.asarray(traj)
+    assert traj.shape == (64, n, 3)
+    assert np.all(traj[:, :, 1] == 2)
+    cond = target.conditional(fixed[0])
+    tv = testing.total_variation(np.asarray(x), cond, K)
+    assert tv < testing.tv_floor(cond, n) + 0.02, tv
+
+
+@pytest.mark.parametrize("process_name", sorted(PROCESSES))
+@pytest.mark.parametrize("name", ["theta_trapezoidal", "dfm_euler"])
+def test_argmax_final_step(name: str, process_name: str) -> None:
+    """final_step="argmax": the last step is the posterior's mode at t = 0."""
+    process = PROCESSES[process_name]
+    den = tabulated(strong_target(), process)
+    run = fast_jit(
+        lambda k: sampler(name)(
+            k, den, process, (64, 3), steps=4, final_step="argmax", return_trajectory=True
+        )
+    )
+    x, traj = run(jax.random.PRNGKey(9))
+    t, s = jnp.full((64,), 0.25), jnp.zeros((64,))
+    mode = jnp.argmax(ctmc.final_probs(process, den, traj[-2], t, s), axis=-1)
+    np.testing.assert_array_equal(x, mode)
+    assert np.asarray(x).max() < K
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_compile_size_does_not_grow_with_steps(name: str) -> None:
+    process = PROCESSES["masking"]
+    den = strong_target().denoiser(process)
+
+    def size(steps: int) -> int:
+        fn = lambda k: sampler(name)(k, den, process, (8, 3), steps=steps)
+        text = str(jax.make_jaxpr(fn)(jax.random.PRNGKey(0)))
+        # numbers (the scan length, line wrapping of long shapes) aside, the same program
+        return len(re.sub(r"\s+", "", re.sub(r"\d+", "0", text)))
+
+    assert size(8) == size(512)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_rejects_d3pm_and_bad_options(name: str) -> None:
+    den = lambda x, t: jnp.zeros((*x.shape, K))
+    with pytest.raises(TypeError, match="interpolating"):
+        sampler(name)(
+            jax.random.PRNGKey(0), den, dd.processes.D3PM.absorbing(K, 10), (2, 3), steps=4
+        )
+    bad = {
+        "euler": {"steps": 0},
+        "tau_leaping": {"multi_jump": "all"},
+        "tweedie": {"final_step": "mode"},
+        "predictor_corrector": {"n_corrector": -1},
+        "theta_trapezoidal": {"theta": 1.0},
+        "theta_rk2": {"theta": 0.0},
+        "dfm_euler": {"jump": "midpoint"},
+    }[name]
+    with pytest.raises(ValueError):
+        sampler(name)(
+            jax.random.PRNGKey(0), den, PROCESSES["uniform"], (2, 3), **{"steps": 4, **bad}
+        )
