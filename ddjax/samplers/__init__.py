@@ -25,9 +25,9 @@ NETWORK_CALLS: dict[str, str] = {
     "euler": "1 per step",
     "tau_leaping": "1 per step",
     "tweedie": "1 per step",
-    "predictor_corrector": "1 + n_corrector per step",
-    "theta_trapezoidal": "2 per step",
-    "theta_rk2": "2 per step",
+    "predictor_corrector": "1 + n_corrector per step, 1 for the final denoising step",
+    "theta_trapezoidal": "2 per step, 1 for the final denoising step",
+    "theta_rk2": "2 per step, 1 for the final denoising step",
     "dfm_euler": "1 per step",
     "first_hitting": "L / tokens_per_call in all (steps ignored)",
     "remdm": "1 per step",
@@ -36,14 +36,17 @@ NETWORK_CALLS: dict[str, str] = {
 
 
 def network_calls(name: str, steps: int, seq_len: int, **options: int) -> int:
-    """The number of denoiser calls sampler ``name`` makes for ``steps`` and length L."""
+    """The number of denoiser calls sampler ``name`` makes for ``steps`` and length L.
+
+    The last step of every sampler lands on t = 0 with one denoising call.
+    """
     if name == "first_hitting":
         per_call = options.get("tokens_per_call", 1)
         return -(-seq_len // per_call)
     if name == "predictor_corrector":
-        return steps * (1 + options.get("n_corrector", 1))
+        return (steps - 1) * (1 + options.get("n_corrector", 1)) + 1
     if name in ("theta_trapezoidal", "theta_rk2"):
-        return 2 * steps
+        return 2 * (steps - 1) + 1
     if name in NETWORK_CALLS:
         return steps
     raise ValueError(f"unknown sampler {name!r}; known: {sorted(NETWORK_CALLS)}")
