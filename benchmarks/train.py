@@ -152,9 +152,11 @@ def main() -> None:
     for _ in range(2):  # compile and warm up both
         run_step()
         jax.block_until_ready(run_model())
-    t_step, t_model = [], []
+    t_step, t_model, cpu_step = [], [], []
     for _ in range(args.rounds):
+        c0 = time.process_time()
         t_step.append(timed(run_step, args.steps_per_round))
+        cpu_step.append((time.process_time() - c0) / args.steps_per_round)
         t_model.append(timed(run_model, args.steps_per_round))
     s, m = statistics.median(t_step), statistics.median(t_model)
     tokens = bs * seq_len
@@ -168,6 +170,9 @@ def main() -> None:
         "ratio": round(s / m, 3),
         "train_tokens_per_s": round(tokens / s, 1),
         "steps_per_s": round(1 / s, 3),
+        # CPU seconds the process used per train step (all threads): on a shared machine,
+        # the wall time an idle one would need lies between this / threads and this.
+        "train_step_cpu_s": round(statistics.median(cpu_step), 5),
     }
     if flops and args.peak_tflops > 0:
         result["train_step_tflops"] = round(flops / 1e12, 3)
