@@ -146,6 +146,7 @@ def run_loop(
     last_step: StepFn,
     fixed: Array | None = None,
     return_trajectory: bool = False,
+    aux: Any = None,
 ) -> Array | tuple[Array, Array]:
     """Runs ``step`` over consecutive grid pairs (t, s) with ``lax.scan``, then ``last_step``.
 
@@ -154,6 +155,9 @@ def run_loop(
       grid: steps + 1 times, decreasing.
       step, last_step: ``(key, x, t, s) -> x`` with t, s broadcast to float32[B]
         (int32[B] on a D3PM grid).
+      aux: optional extra loop state (any pytree, e.g. per-token confidences or a step
+        counter). When given, ``step`` and ``last_step`` are
+        ``(key, (x, aux), t, s) -> (x, aux)``; the final aux is dropped.
     Returns:
       int32[B, L], or with ``return_trajectory`` also int32[steps, B, L] (the state after
       each step).
@@ -162,13 +166,20 @@ def run_loop(
     keys = jax.random.split(key, grid.shape[0] - 1)
     times = jnp.broadcast_to(grid[:, None], (grid.shape[0], batch))
 
-    def body(x: Array, inputs: tuple[Array, Array, Array]) -> tuple[Array, Array | None]:
-        k, t, s = inputs
-        x = clamp(step(k, x, t, s), fixed)
-        return x, (x if return_trajectory else None)
+    if aux is None:
+        step_fn = lambda k, state, t, s: (step(k, state[0], t, s), None)
+        last_fn = lambda k, state, t, s: (last_step(k, state[0], t, s), None)
+    else:
+        step_fn, last_fn = step, last_step
 
-    x, traj = jax.lax.scan(body, x, (keys[:-1], times[:-2], times[1:-1]))
-    x = clamp(last_step(keys[-1], x, times[-2], times[-1]), fixed)
+    def body(state: tuple[Array, Any], inputs: tuple[Array, Array, Array]):
+        k, t, s = inputs
+        x, a = step_fn(k, state, t, s)
+        x = clamp(x, fixed)
+        return (x, a), (x if return_trajectory else None)
+
+    (x, aux), traj = jax.lax.scan(body, (x, aux), (keys[:-1], times[:-2], times[1:-1]))
+    x = clamp(last_fn(keys[-1], (x, aux), times[-2], times[-1])[0], fixed)
     if not return_trajectory:
         return x
     return x, jnp.concatenate([traj, x[None]], axis=0)

@@ -6,21 +6,34 @@ D3PM over its T steps (or an even stride of them). For masking it is MDLM's
 sampler with SUBS carry-over. For a time-independent denoiser (RADD) a step in
 which no token changed reuses the previous prediction instead of calling the
 network, as MDLM/RADD caching does.
+
+For :class:`~ddjax.processes.Masking` the step is drawn in its factorised form
+(:func:`ddjax.samplers.masked.masking_update`): a Bernoulli per masked position with
+probability (a_s - a_t) / (1 - a_t), then a token from p only where one is decoded,
+with the x0 transforms applied to those rows. That is the same law as the
+posterior over K + 1 states, without a [B, L, K + 1] draw per step (at large
+vocabularies only the decoded rows are gathered). The last step decodes every
+remaining mask.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
-from ddjax.processes import Process
-from ddjax.samplers import _common
+from ddjax.processes import Masking, Process
+from ddjax.samplers import _common, masked
 from ddjax.samplers.categorical import categorical
 
 __all__ = ["ancestral"]
+
+# (key, x, log_probs, t, s, last) -> x: one reverse step given the denoiser's output.
+UpdateFn = Callable[[Array, Array, Array, Array, Array, bool], Array]
 
 
 def _draw(key: Array, probs: Array, argmax: bool) -> Array:
@@ -45,6 +58,7 @@ def ancestral(
     time_independent: bool = False,
     plugin: bool = False,
     t_max: float = 1.0,
+    draw_capacity: int | None = None,
 ) -> Array | tuple[Array, Array]:
     """Samples ``shape`` = (B, L) tokens with ``steps`` posterior-mixture steps.
 
@@ -62,11 +76,13 @@ def ancestral(
       time_independent: the denoiser ignores t (RADD); reuse its output when x is unchanged.
       plugin: use the papers' plug-in posterior (D3PM / UDLM) instead of the mixture.
       t_max: start time (continuous time only).
+      draw_capacity: masking only: rows gathered per step for the token draws (see
+        :func:`ddjax.samplers.masked.draw_at`); None picks one for large vocabularies.
     Returns:
       int32[B, L] samples (and the trajectory).
     """
     fixed = _common.check_common(process, shape, steps, fixed, final_step, temperature)
-    denoise = _common.wrap_denoiser(denoiser, temperature, top_k, top_p)
+    masked._check_capacity(draw_capacity)
     k_init, k_loop = jax.random.split(key)
     x_init = _common.initial_state(k_init, process, shape, fixed)
     grid = _common.time_grid(process, steps, t_max=t_max)
@@ -74,43 +90,96 @@ def ancestral(
     # A denoiser may carry its own reverse step (guidance.cfg(mode="posterior")).
     own_posterior = getattr(denoiser, "mode", None) == "posterior"
 
-    def make_step(argmax: bool) -> _common.StepFn:
+    if isinstance(process, Masking) and not own_posterior:
+        # the x0 transforms act on the decoded rows inside masking_update
+        denoise = denoiser
+        update = _masking_update(
+            process, steps, t_max, shape[1], temperature, top_k, top_p, draw_capacity, final_step
+        )
+    else:
+        denoise = _common.wrap_denoiser(denoiser, temperature, top_k, top_p)
+
+        def update(k: Array, x: Array, log_probs: Array, t: Array, s: Array, last: bool) -> Array:
+            probs = process.posterior_probs(x, jnp.exp(log_probs), s, t, plugin=plugin)
+            return _draw(k, probs, last and final_step == "argmax")
+
+    def make_step(last: bool) -> _common.StepFn:
         def step(k: Array, x: Array, t: Array, s: Array) -> Array:
             if own_posterior:
                 probs = denoiser.posterior_probs(process, x, s, t)
-            else:
-                probs = process.posterior_probs(x, jnp.exp(denoise(x, t)), s, t, plugin=plugin)
-            return _draw(k, probs, argmax)
+                return _draw(k, probs, last and final_step == "argmax")
+            return update(k, x, denoise(x, t), t, s, last)
 
         return step
 
-    if not time_independent:
+    if not time_independent or own_posterior:
         return _common.run_loop(
             k_loop,
             x_init,
             grid,
             make_step(False),
-            make_step(final_step == "argmax"),
+            make_step(True),
             fixed,
             return_trajectory,
         )
-    return _cached(
-        k_loop, denoise, process, x_init, grid, fixed, final_step, return_trajectory, plugin
-    )
+    return _cached(k_loop, denoise, update, x_init, grid, fixed, return_trajectory)
+
+
+def _masking_update(
+    process: Masking,
+    steps: int,
+    t_max: float,
+    length: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    draw_capacity: int | None,
+    final_step: str,
+) -> UpdateFn:
+    """The factorised masking step ``(k, x, log_probs, t, s, last) -> x``."""
+    sched = process.schedule
+    capacity = draw_capacity
+    if capacity is None:
+        with jax.ensure_compile_time_eval():
+            grid = jnp.asarray(np.linspace(t_max, 0.0, steps + 1), jnp.float32)
+            one_minus_a = np.asarray(sched.one_minus_alpha(grid))
+            expected = float(np.max(one_minus_a[:-1] - one_minus_a[1:])) * length
+        capacity = masked._auto_capacity(expected, length, process.vocab_size)
+    transform = masked._transform(temperature, top_k, top_p)
+
+    def update(k: Array, x: Array, log_probs: Array, t: Array, s: Array, last: bool) -> Array:
+        oma_t = sched.one_minus_alpha(t)[:, None]
+        unmask = (oma_t - sched.one_minus_alpha(s)[:, None]) / jnp.maximum(oma_t, 1e-30)
+        if last:  # decode every remaining mask (alpha(0) may fall short of 1)
+            unmask = jnp.ones_like(unmask)
+        return masked.masking_update(
+            k,
+            x,
+            log_probs,
+            unmask,
+            process.mask_id,
+            capacity=capacity,
+            argmax=last and final_step == "argmax",
+            transform=transform,
+        )[0]
+
+    return update
 
 
 def _cached(
     key: Array,
     denoise: _common.Denoiser,
-    process: Process,
+    update: UpdateFn,
     x: Array,
     grid: Array,
     fixed: Array | None,
-    final_step: str,
     return_trajectory: bool,
-    plugin: bool,
 ) -> Array | tuple[Array, Array]:
-    """Ancestral steps that call the network only when the state changed."""
+    """Ancestral steps that call the network only when the state changed.
+
+    The keys and the step are those of the uncached loop, so for a denoiser that
+    really ignores t the output is the same sample for the same key.
+    """
     batch = x.shape[0]
     times = jnp.broadcast_to(grid[:, None], (grid.shape[0], batch))
     keys = jax.random.split(key, grid.shape[0] - 1)
@@ -120,16 +189,14 @@ def _cached(
         x, log_probs, changed = carry
         k, t, s = inputs
         log_probs = jax.lax.cond(changed, lambda: denoise(x, t), lambda: log_probs)
-        probs = process.posterior_probs(x, jnp.exp(log_probs), s, t, plugin=plugin)
-        x_new = _common.clamp(_draw(k, probs, False), fixed)
+        x_new = _common.clamp(update(k, x, log_probs, t, s, False), fixed)
         return (x_new, log_probs, jnp.any(x_new != x)), (x_new if return_trajectory else None)
 
     (x, log_probs, changed), traj = jax.lax.scan(
         step, (x, log_probs0, jnp.array(False)), (keys[:-1], times[:-2], times[1:-1])
     )
     log_probs = jax.lax.cond(changed, lambda: denoise(x, times[-2]), lambda: log_probs)
-    probs = process.posterior_probs(x, jnp.exp(log_probs), times[-1], times[-2], plugin=plugin)
-    x = _common.clamp(_draw(keys[-1], probs, final_step == "argmax"), fixed)
+    x = _common.clamp(update(keys[-1], x, log_probs, times[-2], times[-1], True), fixed)
     if not return_trajectory:
         return x
     return x, jnp.concatenate([traj, x[None]], axis=0)
