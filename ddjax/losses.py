@@ -127,37 +127,43 @@ def _true_ratio(a: Array, c: Array, pi: Array, x0: Array, x_t: Array) -> tuple[A
     return cr, cr * pi[x0] + a / q, differs
 
 
-# Rows of a [B, L, K] input handled per step by :func:`_per_position`: 4M elements keeps
-# every temporary at 16 MB whatever B, L and K are.
+# Elements of a [B, L, K] input handled per step by :func:`_per_position`: 4M keeps every
+# temporary near 16 MB whatever B, L and K are.
 _CHUNK_ELEMENTS = 2**22
 
 
 def _per_position(fn, big: Array, *small: Array) -> Array:
-    """``fn(rows [C, K], *per_row [C]) -> [C]`` over every position of ``big`` [..., K].
+    """``fn(rows [R, K], *per_row [R]) -> [R]`` over every position of ``big`` [..., L, K].
 
     XLA's CPU backend materialises the elementwise input of a reduction, so a sum over
     K of an expression of ``big`` would cost a [B, L, K] temporary. Running ``fn`` on
-    chunks of rows (a loop over dynamic slices of ``big``, no copy of it) bounds the
-    temporaries by the chunk. The last chunk is shifted back to end at the last row; its
-    overlap with the previous chunk is recomputed and overwritten with the same values.
+    chunks of positions along L (a loop over dynamic slices of ``big``, no copy of it;
+    the batch axes stay whole, so a batch-sharded input stays local) bounds the
+    temporaries by the chunk. The last chunk is shifted back to end at position L - 1;
+    its overlap with the previous chunk is recomputed and overwritten with the same
+    values. Returns float32[..., L].
     """
     lead, k = big.shape[:-1], big.shape[-1]
-    rows = int(np.prod(lead, dtype=np.int64))
-    flat = big.reshape(rows, k)
-    per_row = [jnp.broadcast_to(v, lead).reshape(rows) for v in small]
-    chunk = max(1, min(rows, _CHUNK_ELEMENTS // max(k, 1)))
-    steps = -(-rows // chunk)
+    length, batch = lead[-1], int(np.prod(lead[:-1], dtype=np.int64))
+    per_row = [jnp.broadcast_to(v, lead) for v in small]
+    chunk = max(1, min(length, _CHUNK_ELEMENTS // max(batch * k, 1)))
+    steps = -(-length // chunk)
+
+    def run(piece: Array, args: list[Array]) -> Array:
+        out = fn(piece.reshape(-1, k), *[v.reshape(-1) for v in args])
+        return out.reshape(piece.shape[:-1])
+
     if steps <= 1:
-        return fn(flat, *per_row).reshape(lead)
+        return run(big, per_row)
+    axis = len(lead) - 1  # the L axis
 
     def body(i: Array, out: Array) -> Array:
-        start = jnp.minimum(i * chunk, rows - chunk)
-        piece = jax.lax.dynamic_slice_in_dim(flat, start, chunk)
-        args = [jax.lax.dynamic_slice_in_dim(v, start, chunk) for v in per_row]
-        return jax.lax.dynamic_update_slice_in_dim(out, fn(piece, *args), start, 0)
+        start = jnp.minimum(i * chunk, length - chunk)
+        piece = jax.lax.dynamic_slice_in_dim(big, start, chunk, axis)
+        args = [jax.lax.dynamic_slice_in_dim(v, start, chunk, axis) for v in per_row]
+        return jax.lax.dynamic_update_slice_in_dim(out, run(piece, args), start, axis)
 
-    out = jax.lax.fori_loop(0, steps, body, jnp.zeros((rows,), jnp.float32))
-    return out.reshape(lead)
+    return jax.lax.fori_loop(0, steps, body, jnp.zeros(lead, jnp.float32))
 
 
 def score_entropy(

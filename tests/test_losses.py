@@ -406,16 +406,23 @@ def test_d3pm_wrong_denoiser_is_worse(target):
 
 def test_d3pm_hybrid_is_vb_plus_aux_ce():
     process = processes.D3PM.absorbing(K, 10)
-    keys = jax.random.split(jax.random.key(0), 4)
-    x0 = jax.random.randint(keys[0], (5, L), 0, K)
-    t = jax.random.randint(keys[1], (5,), 1, 11)
-    x_t = process.sample(keys[2], x0, t)
-    log_probs = jax.nn.log_softmax(jax.random.normal(keys[3], (5, L, K)), -1)
-    vb = np.asarray(losses.d3pm_vb(log_probs, x0, x_t, t, process), np.float64)
-    lp = np.asarray(log_probs, np.float64)
-    ce = -np.take_along_axis(lp, np.asarray(x0)[..., None], -1)[..., 0].sum(-1)
-    hybrid = losses.d3pm_hybrid(log_probs, x0, x_t, t, process, aux_weight=0.3)
-    np.testing.assert_allclose(hybrid, vb + 0.3 * ce, rtol=1e-5, atol=1e-5)
+    rng = np.random.default_rng(0)
+    x0 = rng.integers(0, K, (5, L)).astype(np.int32)
+    t = rng.integers(1, 11, 5).astype(np.int32)
+    x_t = np.where(rng.random((5, L)) < 0.5, x0, K).astype(np.int32)
+    lp = rng.normal(size=(5, L, K))
+    lp = lp - np.log(np.exp(lp).sum(-1, keepdims=True))
+
+    @jax.jit
+    def both(log_probs):
+        return (
+            losses.d3pm_vb(log_probs, x0, x_t, t, process),
+            losses.d3pm_hybrid(log_probs, x0, x_t, t, process, aux_weight=0.3),
+        )
+
+    vb, hybrid = both(lp.astype(np.float32))
+    ce = -np.take_along_axis(lp, x0[..., None], -1)[..., 0].sum(-1)
+    np.testing.assert_allclose(hybrid, np.asarray(vb, np.float64) + 0.3 * ce, rtol=1e-5, atol=1e-5)
     assert np.all(ce > 0)
 
 
@@ -555,31 +562,29 @@ def test_losses_reject_bad_tokens_and_shapes():
 @pytest.mark.parametrize("kind", ["masking", "uniform"])
 def test_chunked_sums_match_single_pass(monkeypatch, kind):
     process = processes.Masking(5) if kind == "masking" else processes.Uniform(5)
-    keys = jax.random.split(jax.random.key(0), 5)
-    x0 = jax.random.randint(keys[0], (3, 7), 0, 5)
-    t = jax.random.uniform(keys[1], (3,), minval=0.05, maxval=0.95)
-    x_t = process.sample(keys[2], x0, t)
-    log_probs = jax.nn.log_softmax(2 * jax.random.normal(keys[3], (3, 7, 5)), -1)
-    log_score = jax.random.normal(keys[4], (3, 7, process.num_states))
+    rng = np.random.default_rng(0)
+    x0 = rng.integers(0, 5, (3, 7)).astype(np.int32)
+    t = rng.uniform(0.05, 0.95, 3).astype(np.float32)
+    noise = 5 if kind == "masking" else rng.integers(0, 5, (3, 7))  # a state x0 can reach
+    x_t = np.where(rng.random((3, 7)) < 0.5, x0, noise).astype(np.int32)
+    log_probs = np.asarray(jax.nn.log_softmax(2 * rng.normal(size=(3, 7, 5)), -1), np.float32)
+    log_score = rng.normal(size=(3, 7, process.num_states)).astype(np.float32)
 
-    def both(lp, ls):
-        return (
+    def total(lp, ls):
+        values = (
             losses.uniform_elbo(lp, x0, x_t, t, process),
             losses.score_entropy(ls, x0, x_t, t, process),
         )
+        return sum(v.sum() for v in values), values
 
     def value_and_grads():
-        values = jax.jit(both)(log_probs, log_score)
-        grads = jax.jit(jax.grad(lambda lp, ls: sum(v.sum() for v in both(lp, ls)), (0, 1)))(
-            log_probs, log_score
-        )
-        return values, grads
+        return jax.jit(jax.grad(total, (0, 1), has_aux=True))(log_probs, log_score)
 
     whole = value_and_grads()
-    # 4 rows per chunk: 21 rows give 6 chunks, the last one overlapping the fifth
-    monkeypatch.setattr(losses, "_CHUNK_ELEMENTS", 4 * process.num_states)
+    # 3 sequences x 3 positions per chunk: L = 7 gives 3 chunks, the last one overlapping
+    monkeypatch.setattr(losses, "_CHUNK_ELEMENTS", 9 * process.num_states)
     chunked = value_and_grads()
-    for a, b in zip(
-        jax.tree_util.tree_leaves(whole), jax.tree_util.tree_leaves(chunked), strict=True
-    ):
+    leaves = jax.tree_util.tree_leaves
+    for a, b in zip(leaves(whole), leaves(chunked), strict=True):
+        assert np.all(np.isfinite(a))
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

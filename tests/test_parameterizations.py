@@ -129,14 +129,20 @@ def test_log_score_from_log_probs_dense(kind):
 def test_log_probs_from_log_score_inverts(kind):
     process = make(kind, schedule=schedules.LogLinear())
     n = process.num_states
-    keys = jax.random.split(jax.random.key(4), 3)
-    x_t = jax.random.randint(keys[0], (6, 5), 0, n)
-    t = jax.random.uniform(keys[1], (6,), minval=0.05, maxval=0.95)
-    p = jax.random.dirichlet(keys[2], jnp.ones(K), x_t.shape)
+    rng = np.random.default_rng(4)
+    x_t = rng.integers(0, n, (6, 5)).astype(np.int32)
+    t = rng.uniform(0.05, 0.95, 6).astype(np.float32)
+    p = rng.dirichlet(np.ones(K), x_t.shape)
     if kind == "masking":  # the score only sees x0 values consistent with x_t: SUBS
-        p = jnp.where((x_t < K)[..., None], jax.nn.one_hot(jnp.minimum(x_t, K - 1), K), p)
-    log_score = parameterizations.log_score_from_log_probs(jnp.log(p), x_t, t, process)
-    back = parameterizations.log_probs_from_log_score(log_score, x_t, t, process)
+        p = np.where((x_t < K)[..., None], np.eye(K)[np.minimum(x_t, K - 1)], p)
+    p = p.astype(np.float32)
+
+    @jax.jit
+    def round_trip(p, x_t, t):
+        log_score = parameterizations.log_score_from_log_probs(jnp.log(p), x_t, t, process)
+        return parameterizations.log_probs_from_log_score(log_score, x_t, t, process)
+
+    back = round_trip(p, x_t, t)
     assert back.shape == p.shape
     np.testing.assert_allclose(np.exp(back), p, atol=2e-5)
 
@@ -194,7 +200,7 @@ def _all_losses(process, x0, x_t, t, logits):
     return out
 
 
-@settings(max_examples=10, deadline=None, derandomize=True)
+@settings(max_examples=8, deadline=None, derandomize=True)
 @given(
     kind=st.sampled_from(["masking", "uniform", "marginal"]),
     k=st.integers(2, 5),
@@ -205,11 +211,13 @@ def test_property_loss_identities(kind, k, length, seed):
     """uniform_elbo(p) = score_entropy(score implied by p); for masking with SUBS both equal
     masked_elbo and dfm_generalized_kl (design.md 5.2)."""
     process = make(kind, k=k)
-    keys = jax.random.split(jax.random.key(seed), 5)
-    x0 = jax.random.randint(keys[0], (3, length), 0, k)
-    t = jax.random.uniform(keys[1], (3,), minval=0.02, maxval=0.98)
-    x_t = process.sample(keys[2], x0, t)
-    logits = 2 * jax.random.normal(keys[3], (3, length, k))
+    rng = np.random.default_rng(seed)  # NumPy inputs: one compile per example
+    x0 = rng.integers(0, k, (3, length)).astype(np.int32)
+    t = rng.uniform(0.02, 0.98, 3).astype(np.float32)
+    # x_t: x0 or noise (for masking the mask, the only state x0 can turn into)
+    noise = k if kind == "masking" else rng.integers(0, process.num_states, (3, length))
+    x_t = np.where(rng.random((3, length)) < 0.5, x0, noise).astype(np.int32)
+    logits = (2 * rng.normal(size=(3, length, k))).astype(np.float32)
     out = {
         name: np.asarray(v, np.float64)
         for name, v in _all_losses(process, x0, x_t, t, logits).items()
