@@ -65,6 +65,7 @@ class Data:
     eval_labels: np.ndarray | None
     decode: Callable[[np.ndarray], list[str]] | None
     unit: str
+    encode: Callable[[str], np.ndarray] | None = None
 
 
 def data_help(cfg: Any) -> str:
@@ -128,8 +129,14 @@ def load_data(cfg: Any) -> Data:
                 process_count=jax.process_count(),
             )
 
+        def encode(s: str) -> np.ndarray:
+            normalize = getattr(tok, "normalize", None)
+            if normalize is not None and cfg.data.mode == "text8":
+                s = normalize(s)
+            return np.asarray(tok.encode(s), np.int32)
+
         unit = "char" if cfg.data.mode in ("text8", "raw") else "token"
-        return Data(k, seq_len, None, make_iter, eval_x, None, decode, unit)
+        return Data(k, seq_len, None, make_iter, eval_x, None, decode, unit, encode)
     if name in IMAGE_DATASETS:
         if name == "digits":
             (tr_x, tr_y), (ev_x, ev_y) = ddata.train_test_split(
@@ -348,8 +355,16 @@ def generate(exp: Experiment, params: Any, num: int, seed: int) -> np.ndarray:
     if sampler is None:
         raise ValueError(f"unknown sample.sampler {name!r}; known: {sorted(samplers.SAMPLERS)}")
     labels = None
-    if int(cfg.model.num_classes) > 0:
-        labels = jnp.arange(num, dtype=jnp.int32) % int(cfg.model.num_classes)
+    num_classes = int(cfg.model.num_classes)
+    if num_classes > 0:
+        label = int(cfg.sample.class_label)
+        if not -1 <= label < num_classes:
+            raise ValueError(
+                f"sample.class_label={label} must be -1 (every class) or 0..{num_classes - 1}"
+            )
+        labels = jnp.arange(num, dtype=jnp.int32) % num_classes
+        if label >= 0:
+            labels = jnp.full((num,), label, jnp.int32)
     process = exp.objective.process
     steps = int(cfg.sample.steps)
     if process.is_discrete_time:
@@ -359,11 +374,64 @@ def generate(exp: Experiment, params: Any, num: int, seed: int) -> np.ndarray:
         options["temperature"] = temperature
     if exp.objective.name == "any_order_nll" and name == "ancestral":
         options["time_independent"] = True
+    fixed = prompt_tokens(exp, num)
+    if fixed is not None:
+        options["fixed"] = fixed
+    guidance = str(cfg.sample.guidance)
+    if guidance not in ("none", "cfg"):
+        raise ValueError(f"sample.guidance must be 'none' or 'cfg', got {guidance!r}")
+    if guidance == "cfg" and num_classes == 0:
+        raise ValueError(
+            "sample.guidance='cfg' needs a class-conditional model (model.num_classes > 0)"
+        )
 
     def run(p: Any, k: Array) -> Array:
-        return sampler(k, exp.objective.denoiser(p, labels), process, shape, **options)
+        denoiser = exp.objective.denoiser(p, labels)
+        if guidance == "cfg":
+            from ddjax import guidance as guidance_lib
+
+            null = jnp.full((num,), num_classes, jnp.int32)
+            denoiser = guidance_lib.cfg(
+                denoiser, exp.objective.denoiser(p, null), float(cfg.sample.gamma)
+            )
+        return sampler(k, denoiser, process, shape, **options)
 
     return np.asarray(jax.jit(run)(params, key))
+
+
+def prompt_tokens(exp: Experiment, num: int) -> np.ndarray | None:
+    """``fixed`` for the samplers from ``sample.prompt`` (a prefix) or ``sample.template``.
+
+    In a template every underscore is a free position; positions past the end of the
+    prompt or template are free too. Returns int32[num, seq_len] with -1 where free.
+    """
+    cfg = exp.cfg
+    prompt, template = str(cfg.sample.prompt), str(cfg.sample.template)
+    if not prompt and not template:
+        return None
+    if prompt and template:
+        raise ValueError("give sample.prompt or sample.template, not both")
+    if exp.data.encode is None:
+        raise ValueError("sample.prompt / sample.template need a text data set")
+    seq_len = exp.data.seq_len
+    row = np.full(seq_len, -1, np.int32)
+    if prompt:
+        ids = exp.data.encode(prompt)
+        if len(ids) > seq_len:
+            raise ValueError(f"sample.prompt has {len(ids)} tokens, more than seq_len={seq_len}")
+        row[: len(ids)] = ids
+    else:
+        if len(template) > seq_len:
+            raise ValueError(
+                f"sample.template has {len(template)} characters, more than seq_len={seq_len}"
+            )
+        for i, ch in enumerate(template):
+            if ch != "_":
+                ids = exp.data.encode(ch)
+                if len(ids) != 1:
+                    raise ValueError(f"sample.template character {ch!r} is not one token")
+                row[i] = ids[0]
+    return np.broadcast_to(row, (num, seq_len)).copy()
 
 
 def write_samples(exp: Experiment, samples: np.ndarray, workdir: str, tag: str) -> str:

@@ -98,6 +98,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.sample.num_samples = 3
     c.sample.temperature = 1.0
     c.sample.seed = 2
+    c.sample.prompt = ""  # text: a prefix held fixed
+    c.sample.template = ""  # text: e.g. "to be or ____ to be"; underscores are free
+    c.sample.class_label = -1  # class-conditional models: -1 cycles over the classes
+    c.sample.guidance = "none"  # none | cfg (classifier-free, needs num_classes > 0)
+    c.sample.gamma = 1.0  # guidance strength (0: unconditional, 1: conditional)
     return c
 
 
