@@ -36,10 +36,10 @@ __all__ = ["ancestral"]
 UpdateFn = Callable[[Array, Array, Array, Array, Array, bool], Array]
 
 
-def _draw(key: Array, probs: Array, argmax: bool) -> Array:
+def _draw(key: Array, probs: Array, argmax: bool, bits: int | str = 32) -> Array:
     if argmax:
         return jnp.argmax(probs, axis=-1).astype(jnp.int32)
-    return categorical(key, jnp.log(probs))
+    return categorical(key, jnp.log(probs), bits=bits)
 
 
 def ancestral(
@@ -59,6 +59,7 @@ def ancestral(
     plugin: bool = False,
     t_max: float = 1.0,
     draw_capacity: int | None = None,
+    gumbel_bits: int | str = 32,
 ) -> Array | tuple[Array, Array]:
     """Samples ``shape`` = (B, L) tokens with ``steps`` posterior-mixture steps.
 
@@ -78,6 +79,8 @@ def ancestral(
       t_max: start time (continuous time only).
       draw_capacity: masking only: rows gathered per step for the token draws (see
         :func:`ddjax.samplers.masked.draw_at`); None picks one for large vocabularies.
+      gumbel_bits: resolution of the categorical draws (:func:`categorical`): 32, 64, or
+        "float32" for JAX's truncated Gumbel (to reproduce Zheng et al.'s bias only).
     Returns:
       int32[B, L] samples (and the trajectory).
     """
@@ -94,20 +97,29 @@ def ancestral(
         # the x0 transforms act on the decoded rows inside masking_update
         denoise = denoiser
         update = _masking_update(
-            process, steps, t_max, shape[1], temperature, top_k, top_p, draw_capacity, final_step
+            process,
+            steps,
+            t_max,
+            shape[1],
+            temperature,
+            top_k,
+            top_p,
+            draw_capacity,
+            final_step,
+            gumbel_bits,
         )
     else:
         denoise = _common.wrap_denoiser(denoiser, temperature, top_k, top_p)
 
         def update(k: Array, x: Array, log_probs: Array, t: Array, s: Array, last: bool) -> Array:
             probs = process.posterior_probs(x, jnp.exp(log_probs), s, t, plugin=plugin)
-            return _draw(k, probs, last and final_step == "argmax")
+            return _draw(k, probs, last and final_step == "argmax", gumbel_bits)
 
     def make_step(last: bool) -> _common.StepFn:
         def step(k: Array, x: Array, t: Array, s: Array) -> Array:
             if own_posterior:
                 probs = denoiser.posterior_probs(process, x, s, t)
-                return _draw(k, probs, last and final_step == "argmax")
+                return _draw(k, probs, last and final_step == "argmax", gumbel_bits)
             return update(k, x, denoise(x, t), t, s, last)
 
         return step
@@ -135,6 +147,7 @@ def _masking_update(
     top_p: float | None,
     draw_capacity: int | None,
     final_step: str,
+    bits: int | str = 32,
 ) -> UpdateFn:
     """The factorised masking step ``(k, x, log_probs, t, s, last) -> x``."""
     sched = process.schedule
@@ -161,6 +174,7 @@ def _masking_update(
             capacity=capacity,
             argmax=last and final_step == "argmax",
             transform=transform,
+            bits=bits,
         )[0]
 
     return update

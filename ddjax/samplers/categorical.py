@@ -71,18 +71,22 @@ def gumbel_float32_truncated(key: Array, shape: tuple[int, ...]) -> Array:
     return jax.random.gumbel(key, shape, jnp.float32)
 
 
-def categorical(key: Array, logits: ArrayLike, axis: int = -1, *, bits: int = 32) -> Array:
+def categorical(key: Array, logits: ArrayLike, axis: int = -1, *, bits: int | str = 32) -> Array:
     """Draws an index from ``softmax(logits)`` along ``axis`` without truncating the tail.
 
     Args:
       key: PRNG key.
       logits: float array; ``-inf`` entries are never drawn.
       axis: the class axis.
-      bits: random bits per class, 32 (default, tail kept to 1e-10 relative) or 64.
+      bits: random bits per class, 32 (default, tail kept to 1e-10 relative) or 64;
+        "float32" uses JAX's truncated float32 Gumbel, only to reproduce its bias.
 
     Returns:
       int32 array of ``logits.shape`` without ``axis``.
     """
     logits = jnp.asarray(logits, jnp.float32)
-    g = gumbel(key, logits.shape, bits)
+    if bits == "float32":
+        g = gumbel_float32_truncated(key, logits.shape)
+    else:
+        g = gumbel(key, logits.shape, bits)
     return jnp.argmax(logits + g, axis=axis).astype(jnp.int32)

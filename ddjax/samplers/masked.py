@@ -84,7 +84,7 @@ def _require_masking(process: Process, name: str) -> Masking:
     return process
 
 
-def _two_stage(key: Array, log_probs: Array) -> Array:
+def _two_stage(key: Array, log_probs: Array, bits: int | str = 32) -> Array:
     """Exact draw from softmax(log_probs) over the last axis: a group, then a token in it.
 
     The K classes are split into groups of ``S = isqrt(K)`` consecutive ids (the last
@@ -105,29 +105,34 @@ def _two_stage(key: Array, log_probs: Array) -> Array:
         tail = jax.nn.logsumexp(log_probs[..., groups * size :], axis=-1, keepdims=True)
         group_logits = jnp.concatenate([group_logits, tail], axis=-1)
     k_group, k_token = jax.random.split(key)
-    g = categorical(k_group, group_logits)
+    g = categorical(k_group, group_logits, bits=bits)
     idx = g[..., None] * size + jnp.arange(size, dtype=jnp.int32)
     within = jnp.take_along_axis(log_probs, jnp.minimum(idx, k - 1), axis=-1)
     within = jnp.where(idx < k, within, -jnp.inf)
-    return g * size + categorical(k_token, within)
+    return g * size + categorical(k_token, within, bits=bits)
 
 
 def draw_tokens(
-    key: Array, log_probs: Array, argmax: bool = False, two_stage: bool | None = None
+    key: Array,
+    log_probs: Array,
+    argmax: bool = False,
+    two_stage: bool | None = None,
+    bits: int | str = 32,
 ) -> Array:
     """One token per row of ``log_probs`` float32[..., K]: int32[...].
 
     Args:
       argmax: take the mode instead of drawing.
       two_stage: use the exact two-stage draw; None picks it for K >= TWO_STAGE_MIN_VOCAB.
+      bits: the Gumbel resolution of :func:`categorical`.
     """
     if argmax:
         return jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
     if two_stage is None:
         two_stage = log_probs.shape[-1] >= TWO_STAGE_MIN_VOCAB
     if two_stage:
-        return _two_stage(key, log_probs)
-    return categorical(key, log_probs)
+        return _two_stage(key, log_probs, bits)
+    return categorical(key, log_probs, bits=bits)
 
 
 def _token_log_prob(log_probs: Array, tokens: Array) -> Array:
@@ -142,6 +147,7 @@ def draw_at(
     capacity: int | None = None,
     argmax: bool = False,
     transform: Transform | None = None,
+    bits: int | str = 32,
 ) -> tuple[Array, Array]:
     """Tokens drawn from ``transform(log_probs)`` at the ``select``-ed positions.
 
@@ -163,7 +169,7 @@ def draw_at(
 
     def full() -> tuple[Array, Array]:
         lp = transform(log_probs)
-        tokens = draw_tokens(key, lp, argmax)
+        tokens = draw_tokens(key, lp, argmax, bits=bits)
         return tokens, _token_log_prob(lp, tokens)
 
     if capacity is None or capacity >= l:
@@ -173,7 +179,7 @@ def draw_at(
         order = jnp.where(select, l - jnp.arange(l, dtype=jnp.int32), 0)
         idx = jax.lax.top_k(order, capacity)[1]  # [B, C]: the first C selected positions
         rows = transform(jnp.take_along_axis(log_probs, idx[..., None], axis=1))
-        tokens = draw_tokens(key, rows, argmax)
+        tokens = draw_tokens(key, rows, argmax, bits=bits)
         batch = jnp.arange(b)[:, None]
         out_tokens = jnp.zeros((b, l), jnp.int32).at[batch, idx].set(tokens)
         out_lp = jnp.zeros((b, l), jnp.float32).at[batch, idx].set(_token_log_prob(rows, tokens))
@@ -195,6 +201,7 @@ def masking_update(
     capacity: int | None = None,
     argmax: bool = False,
     transform: Transform | None = None,
+    bits: int | str = 32,
 ) -> tuple[Array, Array, Array]:
     """One factorised masking step: decode masked tokens, optionally re-mask decoded ones.
 
@@ -217,7 +224,7 @@ def masking_update(
     masked = x == mask_id
     decode = masked & (u < unmask_prob)
     tokens, token_lp = draw_at(
-        k_tok, log_probs, decode, capacity=capacity, argmax=argmax, transform=transform
+        k_tok, log_probs, decode, capacity=capacity, argmax=argmax, transform=transform, bits=bits
     )
     x_new = jnp.where(decode, tokens, x)
     if remask_prob is not None:

@@ -34,6 +34,7 @@ def main() -> None:
         "--config.sample.num_samples=20",
     ]
     if args.quick:
+        args.runs = args.runs / "quick"  # never over the full runs
         overrides += [
             "--config.train.batch_size=8",
             "--config.train.log_every=1",

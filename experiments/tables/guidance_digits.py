@@ -107,7 +107,7 @@ def main() -> None:
     started = time.time()
     workdir = args.runs / "digits_mdlm"
     if args.quick:
-        workdir = _report.ROOT / "runs" / "guidance_quick" / "digits_mdlm"
+        workdir = args.runs / "digits_mdlm_quick"
         if not (workdir / "config.json").exists():
             _report.train_config(
                 "digits_mdlm",

@@ -82,6 +82,7 @@ def main() -> None:
     ]
     if args.quick:
         overrides = quick_overrides(steps)
+        args.runs = args.runs / "quick"  # never over the full runs
     rows, curves = [], {}
     for name in args.rows.split(","):
         records, wall = _report.train_config(name, args.runs / name, overrides)

@@ -61,12 +61,11 @@ def main() -> None:
     args = parser.parse_args()
     started = time.time()
     if args.quick:
-        runs = args.runs if args.runs != _report.ROOT / "runs" / "likelihood" else None
-        runs = runs or _report.ROOT / "runs" / "sampling_quick"
+        # tiny models of its own, next to (never over) the full runs
+        args.runs = args.runs / "quick"
         for name in ("shakespeare_mdlm", "shakespeare_ar"):
-            if not (runs / name / "config.json").exists():
-                _report.train_config(name, runs / name, likelihood.quick_overrides(2))
-        args.runs = runs
+            if not (args.runs / name / "config.json").exists():
+                _report.train_config(name, args.runs / name, likelihood.quick_overrides(2))
     num = args.samples or (4 if args.quick else 64)
     steps_list = [4] if args.quick else [8, 16, 32, 64, 128, 256]
     names = ["ancestral", "first_hitting"] if args.quick else list(dd.samplers.SAMPLERS)
