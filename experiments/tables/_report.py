@@ -89,11 +89,20 @@ def write(
     return path
 
 
-def train_config(name: str, workdir: Path, overrides: list[str]) -> tuple[list[dict], float]:
+def train_config(
+    name: str, workdir: Path, overrides: list[str], reuse: bool = False
+) -> tuple[list[dict], float]:
     """Trains ``experiments/configs/<name>.py`` from scratch with the CLI in a subprocess.
 
+    With ``reuse``, a finished run of the same command in ``workdir`` is read instead.
     Returns the run's metrics.jsonl records and its wall time in seconds.
     """
+    done = workdir / "table_run.json"
+    if reuse and done.exists():
+        record = json.loads(done.read_text())
+        if record["overrides"] == overrides:
+            with open(workdir / "metrics.jsonl") as f:
+                return [json.loads(line) for line in f], record["wall_seconds"]
     if workdir.exists():
         shutil.rmtree(workdir)
     cmd = [
@@ -108,6 +117,7 @@ def train_config(name: str, workdir: Path, overrides: list[str]) -> tuple[list[d
     start = time.time()
     subprocess.run(cmd, cwd=ROOT, check=True)
     wall = time.time() - start
+    done.write_text(json.dumps({"overrides": overrides, "wall_seconds": wall}))
     with open(workdir / "metrics.jsonl") as f:
         records = [json.loads(line) for line in f]
     return records, wall

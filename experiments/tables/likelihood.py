@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "likelihood")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--reuse", action="store_true", help="read finished runs, don't retrain")
     args = parser.parse_args()
     started = time.time()
     steps = args.steps or (3 if args.quick else 1000)
@@ -85,7 +86,7 @@ def main() -> None:
         args.runs = args.runs / "quick"  # never over the full runs
     rows, curves = [], {}
     for name in args.rows.split(","):
-        records, wall = _report.train_config(name, args.runs / name, overrides)
+        records, wall = _report.train_config(name, args.runs / name, overrides, reuse=args.reuse)
         evals = [r for r in records if "eval/nelbo_bits_per_char" in r]
         final = evals[-1]["eval/nelbo_bits_per_char"]
         curves[name] = [(r["step"], r["eval/nelbo_bits_per_char"]) for r in evals]
