@@ -290,3 +290,23 @@ def test_build():
     cfg.name, cfg.dtype = "dit", "float8"
     with pytest.raises(ValueError, match="float32"):
         models.build(cfg, vocab_size=6, out_size=6)
+
+
+def test_unet_colour_channels():
+    """in_channels > 1 (CIFAR-10): x int32[B, H, W, C] -> logits [B, H, W, C, out]."""
+    model = models.init(
+        lambda rngs: models.UNet(
+            vocab_size=9,
+            out_size=8,
+            base_channels=8,
+            channel_mults=(1, 2),
+            in_channels=3,
+            rngs=rngs,
+        )
+    )
+    graphdef, params = models.split(model)
+    x = jnp.zeros((2, 8, 8, 3), jnp.int32)
+    out = jax.jit(lambda p, x: models.apply(graphdef, p, x, jnp.full((2,), 0.5)))(params, x)
+    assert out.shape == (2, 8, 8, 3, 8) and out.dtype == jnp.float32
+    with pytest.raises(ValueError, match="B, H, W, 3"):
+        models.apply(graphdef, params, jnp.zeros((2, 8, 8), jnp.int32), jnp.full((2,), 0.5))

@@ -124,6 +124,7 @@ def build(cfg: Any, vocab_size: int, out_size: int, *, seed: int = 0) -> nnx.Mod
             time_conditioning=bool(_get(cfg, "time_conditioning", True)),
             dropout=dropout,
             dtype=dtype,
+            in_channels=int(_get(cfg, "in_channels", 1)),
         )
         return init(lambda rngs: UNet(**kwargs, rngs=rngs), seed, cache_key=_key(UNet, kwargs))
     common = dict(

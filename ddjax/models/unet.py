@@ -109,8 +109,12 @@ class UNet(nnx.Module):
         time_conditioning: bool = True,
         dropout: float = 0.0,
         dtype: DTypeLike = jnp.float32,
+        in_channels: int = 1,
         rngs: nnx.Rngs,
     ) -> None:
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        self.in_channels = in_channels
         if len(channel_mults) < 1:
             raise ValueError("channel_mults must have at least one level")
         dtype = jnp.dtype(dtype)
@@ -132,8 +136,14 @@ class UNet(nnx.Module):
         self.label_embed = (
             nnx.Embed(num_classes + 1, cond_dim, rngs=rngs) if num_classes is not None else None
         )
+        # colour channels: each channel's level is embedded and the embeddings concatenated
         self.stem = nnx.Conv(
-            base_channels, base_channels, (3, 3), kernel_init=_conv_init, dtype=dtype, rngs=rngs
+            in_channels * base_channels,
+            base_channels,
+            (3, 3),
+            kernel_init=_conv_init,
+            dtype=dtype,
+            rngs=rngs,
         )
 
         kw = dict(dropout=dropout, dtype=dtype, rngs=rngs)
@@ -164,7 +174,7 @@ class UNet(nnx.Module):
         self.upsample = nnx.List(upsample)
         self.out_norm = nnx.GroupNorm(prev, num_groups=_num_groups(prev), rngs=rngs)
         self.readout = nnx.Conv(
-            prev, out_size, (3, 3), kernel_init=_zeros, bias_init=_zeros, rngs=rngs
+            prev, in_channels * out_size, (3, 3), kernel_init=_zeros, bias_init=_zeros, rngs=rngs
         )
 
     def __call__(
@@ -178,18 +188,20 @@ class UNet(nnx.Module):
         """Logits for every pixel.
 
         Args:
-          x: int32[B, H, W] pixel levels.
+          x: int32[B, H, W] pixel levels, or int32[B, H, W, C] with C = in_channels > 1.
           t: float32[B] (or a scalar) times in [0, 1].
           labels: int32[B] class ids in 0..num_classes (num_classes = null class) or None.
           dropout_key: PRNG key enabling dropout; None is deterministic.
 
         Returns:
-          float32[B, H, W, out_size].
+          float32[B, H, W, out_size] (float32[B, H, W, C, out_size] for C > 1).
         """
         x = jnp.asarray(x, jnp.int32)
-        if x.ndim != 3:
-            raise ValueError(f"x must be int32[B, H, W], got shape {x.shape}")
-        b, hgt, wid = x.shape
+        want = 3 if self.in_channels == 1 else 4
+        if x.ndim != want or (want == 4 and x.shape[-1] != self.in_channels):
+            shape = "[B, H, W]" if want == 3 else f"[B, H, W, {self.in_channels}]"
+            raise ValueError(f"x must be int32{shape}, got shape {x.shape}")
+        b, hgt, wid = x.shape[:3]
         factor = 2 ** (self.num_levels - 1)
         if hgt % factor or wid % factor:
             raise ValueError(
@@ -215,7 +227,8 @@ class UNet(nnx.Module):
             n = next(counter)
             return None if dropout_key is None else jax.random.fold_in(dropout_key, n)
 
-        h = self.stem(self.embed(x).astype(self.dtype)).astype(jnp.float32)
+        emb = self.embed(x).reshape(b, hgt, wid, -1)
+        h = self.stem(emb.astype(self.dtype)).astype(jnp.float32)
         skips = []
         for i in range(self.num_levels):
             h = self.down[i](h, c, key())
@@ -230,4 +243,7 @@ class UNet(nnx.Module):
                 h = jax.image.resize(h, (bb, 2 * hh, 2 * ww, cc), method="nearest")
                 h = self.upsample[i - 1](h.astype(self.dtype)).astype(jnp.float32)
         h = jax.nn.silu(self.out_norm(h))
-        return self.readout(h).astype(jnp.float32)
+        out = self.readout(h).astype(jnp.float32)
+        if self.in_channels > 1:
+            out = out.reshape(b, hgt, wid, self.in_channels, self.out_size)
+        return out

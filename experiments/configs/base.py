@@ -37,6 +37,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.model.remat = False
     c.model.base_channels = 32  # unet
     c.model.channel_mults = (1, 2)  # unet
+    c.model.in_channels = 1  # unet: colour channels per pixel (3 for CIFAR-10)
 
     c.process = ml_collections.ConfigDict()
     c.process.name = (

@@ -11,7 +11,12 @@ def get_config():
     c = base.d3pm(base.get_base_config(), "gaussian")
     c.data.update(name="cifar10", vocab_size=256, seq_len=32 * 32 * 3)
     c.model.update(
-        name="unet", base_channels=128, channel_mults=(1, 2, 2, 2), num_classes=0, dropout=0.1
+        name="unet",
+        base_channels=128,
+        channel_mults=(1, 2, 2, 2),
+        num_classes=0,
+        dropout=0.1,
+        in_channels=3,
     )
     c.loss.aux_weight = 0.001
     c.optim.update(lr=2e-4, warmup_steps=5000, decay="constant", ema_decay=0.9999)
