@@ -119,6 +119,29 @@ def forward_time(forward, params, x, t, repeats: int) -> float:
     return min(timed(forward, params, x, t) for _ in range(repeats))
 
 
+def network_only(key, denoiser, process, shape, *, steps):
+    """Baseline: ``steps`` chained network calls in a lax.scan and nothing else.
+
+    Each call decodes one block of positions by argmax, so every call depends on the
+    previous one. Its ratio shows what the loop itself costs (or saves) against
+    standalone forward passes.
+    """
+    del key
+    b, l = shape
+    x = jnp.full(shape, process.mask_id, jnp.int32)
+    block = jnp.arange(l) * steps // l
+
+    def body(x, i):
+        t = jnp.full((b,), 1.0 - i / steps, jnp.float32)
+        best = jnp.argmax(denoiser(x, t), axis=-1).astype(jnp.int32)
+        return jnp.where(block == i, best, x), None
+
+    return jax.lax.scan(body, x, jnp.arange(steps))[0]
+
+
+BASELINE = "(network only)"
+
+
 def sampler_options(name: str, steps: int, length: int, per_call: int | None) -> dict:
     if name == "first_hitting":
         return {"tokens_per_call": per_call or max(1, length // steps)}
@@ -127,7 +150,7 @@ def sampler_options(name: str, steps: int, length: int, per_call: int | None) ->
 
 def run_row(name, process, denoise, params, shape, steps, per_call, forward, fwd_args, repeats):
     options = sampler_options(name, steps, shape[1], per_call)
-    fn = dd.samplers.SAMPLERS[name]
+    fn = network_only if name == BASELINE else dd.samplers.SAMPLERS[name]
     jitted = jax.jit(lambda p, k: fn(k, partial(denoise, p), process, shape, **options))
     key = jax.random.key(0)
     start = time.perf_counter()
@@ -136,7 +159,7 @@ def run_row(name, process, denoise, params, shape, steps, per_call, forward, fwd
     fwd = forward_time(forward, *fwd_args, repeats=max(repeats, 2))
     wall = min(timed(compiled, params, jax.random.key(i + 1)) for i in range(repeats))
     extra = {k: v for k, v in options.items() if k != "steps"}
-    calls = dd.samplers.network_calls(name, steps, shape[1], **extra)
+    calls = steps if name == BASELINE else dd.samplers.network_calls(name, steps, shape[1], **extra)
     return {
         "calls": calls,
         "wall": wall,
@@ -200,14 +223,17 @@ def main() -> None:
                 process = dd.processes.Masking(vocab_size=vocab)
             else:
                 process = dd.processes.Uniform(vocab_size=vocab)
-            for name in names:
+            for name in [BASELINE, *names] if proc_name == "masking" else names:
                 if proc_name == "uniform" and name in MASKING_SAMPLERS[1:]:
                     continue
                 variants = [(s, None) for s in step_list]
+                if name == BASELINE:
+                    variants = variants[:1]
                 if big and not args.steps and name not in MASKING_SAMPLERS:
                     variants = variants[:1]
                 if name == "first_hitting" and not big and not args.quick and not args.steps:
-                    variants.append((l, 1))  # one token per call: L calls
+                    if l not in step_list:
+                        variants.append((l, 1))  # one token per call: L calls
                 for steps, per_call in variants:
                     try:
                         row = run_row(
@@ -250,6 +276,7 @@ def main() -> None:
             f"{r['wall']:.2f} | {r['fwd'] * 1e3:.0f} | {r['ratio']:.3f} | {r['compile']:.1f} |"
         )
     print("\nratio = wall / (calls x forward); targets: <= 1.05 at vocab 28, <= 1.5 at 50258.")
+    print(f"{BASELINE}: a lax.scan of bare forward calls, the loop's own cost for reference.")
     print("first_hitting's 'steps' column is the calls it was given (tokens_per_call = L/steps).")
 
 
