@@ -131,23 +131,25 @@ def main() -> None:
     log_classifier_for = train_noisy_classifier(process, 20 if args.quick else 3000)
     shape = (per_class, exp.data.seq_len)
 
+    def sample_class(key, c, kind: str, gamma: float):
+        labels = jnp.full((per_class,), c, jnp.int32)
+        null = jnp.full((per_class,), num_classes, jnp.int32)
+        cond = exp.objective.denoiser(params, labels)
+        uncond = exp.objective.denoiser(params, null)
+        if kind == "cfg":
+            den = dd.guidance.cfg(cond, uncond, gamma)
+        else:
+            den = dd.guidance.classifier(
+                uncond, log_classifier_for(c), gamma, exact=False, process=process
+            )
+        return dd.samplers.ancestral(key, den, process, shape, steps=steps)
+
     def accuracy(kind: str, gamma: float) -> tuple[float, np.ndarray]:
+        # one compile per setting: the class is a traced argument
+        fn = jax.jit(lambda k, c: sample_class(k, c, kind, gamma))
         correct, grid = 0, []
         for c in range(num_classes):
-            labels = jnp.full((per_class,), c, jnp.int32)
-            null = jnp.full((per_class,), num_classes, jnp.int32)
-            cond = exp.objective.denoiser(params, labels)
-            uncond = exp.objective.denoiser(params, null)
-            if kind == "cfg":
-                den = dd.guidance.cfg(cond, uncond, gamma)
-            else:
-                den = dd.guidance.classifier(
-                    uncond, log_classifier_for(c), gamma, exact=False, process=process
-                )
-            fn = jax.jit(
-                lambda k, den=den: dd.samplers.ancestral(k, den, process, shape, steps=steps)
-            )
-            x = np.asarray(fn(jax.random.key(c)))
+            x = np.asarray(fn(jax.random.key(c), jnp.int32(c)))
             correct += int((clf.predict(x) == c).sum())
             grid.append(x[: min(per_class, 8)])
         return correct / (num_classes * per_class), np.concatenate(grid)
