@@ -154,12 +154,14 @@ def test_masking_converges_to_target(name, target, masking, masking_denoiser):
 def test_uniform_converges_to_target(name, target):
     process = dd.processes.Uniform(vocab_size=K)
     floor = tv_floor(target, N)
-    grid = np.linspace(1.0, 0.0, MANY_STEPS + 1, dtype=np.float32)
     if name == "ancestral":  # it calls the denoiser on the grid only
+        steps = MANY_STEPS
+        grid = np.linspace(1.0, 0.0, steps + 1, dtype=np.float32)
         denoiser = tabulate(target, process, grid)
-    else:
+    else:  # first-order leaps under uniform noise need more steps (tau_leaping: 0.018 at 64)
+        steps = 2 * MANY_STEPS
         denoiser = target.denoiser(process)
-    many = sample(name, jax.random.key(1), denoiser, process, (N, L), steps=MANY_STEPS)
+    many = sample(name, jax.random.key(1), denoiser, process, (N, L), steps=steps)
     assert total_variation(many, target) <= floor + 0.01
     few = sample(name, jax.random.key(2), target.denoiser(process), process, (N, L), steps=1)
     assert total_variation(few, target) >= floor + 0.1
