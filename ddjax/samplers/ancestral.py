@@ -27,19 +27,12 @@ import numpy as np
 from jax import Array
 
 from ddjax.processes import Masking, Process
-from ddjax.samplers import _common, masked
-from ddjax.samplers.categorical import categorical
+from ddjax.samplers import _common, ctmc, masked
 
 __all__ = ["ancestral"]
 
 # (key, x, log_probs, t, s, last) -> x: one reverse step given the denoiser's output.
 UpdateFn = Callable[[Array, Array, Array, Array, Array, bool], Array]
-
-
-def _draw(key: Array, probs: Array, argmax: bool, bits: int | str = 32) -> Array:
-    if argmax:
-        return jnp.argmax(probs, axis=-1).astype(jnp.int32)
-    return categorical(key, jnp.log(probs), bits=bits)
 
 
 def ancestral(
@@ -113,13 +106,13 @@ def ancestral(
 
         def update(k: Array, x: Array, log_probs: Array, t: Array, s: Array, last: bool) -> Array:
             probs = process.posterior_probs(x, jnp.exp(log_probs), s, t, plugin=plugin)
-            return _draw(k, probs, last and final_step == "argmax", gumbel_bits)
+            return ctmc.draw(k, probs, last and final_step == "argmax", gumbel_bits)
 
     def make_step(last: bool) -> _common.StepFn:
         def step(k: Array, x: Array, t: Array, s: Array) -> Array:
             if own_posterior:
                 probs = denoiser.posterior_probs(process, x, s, t)
-                return _draw(k, probs, last and final_step == "argmax", gumbel_bits)
+                return ctmc.draw(k, probs, last and final_step == "argmax", gumbel_bits)
             return update(k, x, denoise(x, t), t, s, last)
 
         return step

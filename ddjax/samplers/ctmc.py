@@ -43,8 +43,7 @@ from jax import Array
 
 from ddjax._struct import check
 from ddjax.processes import Interpolating, Process
-from ddjax.samplers import _common
-from ddjax.samplers.categorical import categorical
+from ddjax.samplers import _common, masked
 
 __all__ = [
     "euler",
@@ -84,11 +83,14 @@ def _check_multi_jump(multi_jump: str) -> None:
     )
 
 
-def draw(key: Array, probs: Array, argmax: bool = False) -> Array:
-    """A draw (or the argmax) from per-position probabilities [..., N]: int32[...]."""
-    if argmax:
-        return jnp.argmax(probs, axis=-1).astype(jnp.int32)
-    return categorical(key, jnp.log(jnp.maximum(probs, 0.0)))
+def draw(key: Array, probs: Array, argmax: bool = False, bits: int | str = 32) -> Array:
+    """A draw (or the argmax) from per-position probabilities [..., N]: int32[...].
+
+    Large vocabularies go through the exact two-stage draw of
+    :func:`ddjax.samplers.masked.draw_tokens` (about 2 sqrt(N) random words per row
+    instead of N), the hot spot of every step at N ~ 50k.
+    """
+    return masked.draw_tokens(key, jnp.log(jnp.maximum(probs, 0.0)), argmax, bits=bits)
 
 
 def final_probs(
