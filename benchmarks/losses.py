@@ -21,6 +21,7 @@ import argparse
 import time
 from collections.abc import Callable
 
+import _record
 import jax
 
 from ddjax import losses, processes
@@ -61,7 +62,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="K=8192, L=256, B=8")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--record", default=None, help="also write the output here (markdown)")
     args = parser.parse_args()
+    with _record.recorded(args.record):
+        _bench(args)
+
+
+def _bench(args: argparse.Namespace) -> None:
     k, length, batch = (8192, 256, 8) if args.small else (50257, 1024, 8)
 
     keys = jax.random.split(jax.random.key(0), 4)

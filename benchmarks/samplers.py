@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+import _record
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -183,7 +184,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per row (min)")
+    parser.add_argument("--record", default=None, help="also write the output here (markdown)")
     args = parser.parse_args()
+    with _record.recorded(args.record):
+        _bench(args)
+
+
+def _bench(args: argparse.Namespace) -> None:
 
     vocabs = [28] if args.quick else [int(v) for v in args.vocab.split(",")]
     names = (
@@ -193,7 +200,7 @@ def main() -> None:
     )
     for name in names:
         if name not in dd.samplers.SAMPLERS:
-            parser.error(f"unknown sampler {name!r}; known: {sorted(dd.samplers.SAMPLERS)}")
+            raise SystemExit(f"unknown sampler {name!r}; known: {sorted(dd.samplers.SAMPLERS)}")
     processes = ["masking", "uniform"] if args.process == "both" else [args.process]
     b, l = args.batch, args.length
 

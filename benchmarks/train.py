@@ -27,6 +27,7 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import _record  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -88,7 +89,13 @@ def main() -> None:
     ap.add_argument("--synthetic", action="store_true", help="random tokens instead of the data")
     ap.add_argument("--peak_tflops", type=float, default=0.0, help="device peak, for MFU")
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--record", default=None, help="also write the output here (markdown)")
     args = ap.parse_args()
+    with _record.recorded(args.record):
+        _bench(args)
+
+
+def _bench(args: argparse.Namespace) -> None:
 
     from experiments import run
 

@@ -183,10 +183,26 @@ class ExactTarget:
 
 
 def random_target(
-    key: Array, vocab_size: int, length: int, temperature: float = 1.0
+    key: Array,
+    vocab_size: int,
+    length: int,
+    temperature: float = 1.0,
+    coupling: float | None = None,
 ) -> ExactTarget:
-    """A target with Gaussian log-probabilities (scaled by 1 / ``temperature``)."""
-    log_p = jax.random.normal(key, (vocab_size,) * length) / temperature
+    """A target with Gaussian log-probabilities (scaled by 1 / ``temperature``).
+
+    With ``coupling`` = c, log p(x) = sum_i a_i[x_i] + c * g(x) instead: independent
+    positions plus a dependent part of scale c, so small c gives a weakly dependent target
+    (p(x_i | x_j) / p(x_i) near 1), the regime of Ren et al.'s second-order analysis.
+    """
+    shape = (vocab_size,) * length
+    log_p = jax.random.normal(key, shape) / temperature
+    if coupling is not None:
+        margs = jax.random.normal(jax.random.fold_in(key, 1), (length, vocab_size)) / temperature
+        independent = sum(
+            jnp.expand_dims(margs[i], [j for j in range(length) if j != i]) for i in range(length)
+        )
+        log_p = independent + coupling * log_p
     return ExactTarget(np.asarray(log_p))
 
 

@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--runs", type=Path, default=_report.ROOT / "runs" / "digits")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--reuse", action="store_true", help="read finished runs, don't retrain")
     args = parser.parse_args()
     started = time.time()
     steps = args.steps or (2 if args.quick else 2000)
@@ -48,10 +49,11 @@ def main() -> None:
         ]
     out = args.out or _report.DOCS / "tables"
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, walls = [], []
     for name in args.rows.split(","):
         workdir = args.runs / name
-        records, wall = _report.train_config(name, workdir, overrides)
+        records, wall = _report.train_config(name, workdir, overrides, reuse=args.reuse)
+        walls.append(wall)
         evals = [r for r in records if "eval/nelbo_bits_per_dim" in r]
         bpd = evals[-1]["eval/nelbo_bits_per_dim"]
         grids = sorted(workdir.glob("samples_step*.png"))
@@ -69,7 +71,7 @@ def main() -> None:
         "(prior term included) or the continuous-time NELBO (MDLM). Samples: one per class "
         "label, repeated."
     )
-    path = _report.write("digits", header, rows, started, notes, out)
+    path = _report.write("digits", header, rows, started, notes, out, compute_s=sum(walls))
     print(path.read_text())
 
 

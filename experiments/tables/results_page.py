@@ -1,7 +1,8 @@
-"""Assembles docs/results.md from the tables the other scripts wrote in docs/tables/.
+"""Assembles docs/results.md from the tables the other scripts wrote in docs/tables/, and
+docs/benchmarks.md from the benchmarks' ``--record`` files in docs/benchmarks/.
 
-Nothing in the page is typed by hand: each section is a table file with the command,
-machine and wall time that made it. A table that has not been run yet is listed as
+Nothing in the pages is typed by hand: each section is a file with the command,
+machine and wall time that made it. One that has not been run yet is listed as
 missing with the command that makes it.
 
     python -m experiments.tables.results_page
@@ -36,6 +37,82 @@ SECTIONS = [
 ]
 
 
+BENCHMARKS = [
+    (
+        "losses",
+        "Loss memory and time at K = 50257",
+        "python benchmarks/losses.py --record docs/benchmarks/losses.md",
+        "K = 50257, L = 1024, B = 8. peak = (temporaries + outputs) / the [B, L, K] float32 "
+        "input under `jax.jit` (XLA's compiled memory analysis); time relative to one jitted "
+        "`log_softmax` over the same array. Targets: peak <= 1.5x, time <= 3x. masked_elbo "
+        "reads one entry per position (a gather); uniform_elbo and score_entropy sum over "
+        "chunks of positions and never build a [B, L, K] temporary.",
+    ),
+    (
+        "train",
+        "Train step overhead (CPU)",
+        "python benchmarks/train.py --record docs/benchmarks/train.md",
+        "The shakespeare_mdlm config (4 layers x width 128, batch 32 x 128). ratio = full "
+        "train step (noise, loss, gradients, AdamW, clipping, EMA, sharded batch) / the "
+        "model's forward + backward alone, medians of alternating rounds. Target <= 1.10.",
+    ),
+    (
+        "samplers_28",
+        "Sampler overhead, vocabulary 28",
+        "python benchmarks/samplers.py --vocab 28 --steps 16,64 "
+        "--record docs/benchmarks/samplers_28.md",
+        "A 4-layer, width-256 DiT at L = 256, B = 16 (random weights). ratio = wall / (network "
+        "calls x one jitted forward ending in log-probabilities), both timed in the same run; "
+        "target <= 1.05. '(network only)' is a lax.scan of bare forward calls: the loop's own "
+        "cost, so 'vs net-only' is the sampler's overhead with the loop factored out.",
+    ),
+    (
+        "samplers_50258",
+        "Sampler overhead, vocabulary 50258 (GPT-2 + mask)",
+        "python benchmarks/samplers.py --vocab 50258 --steps 16 "
+        "--record docs/benchmarks/samplers_50258.md",
+        "The same model with a 50258-way output; one forward pass is seconds on a 2-core "
+        "CPU, so 16 steps per sampler. Target <= 1.5.",
+    ),
+    (
+        "train_gpu",
+        "GPU: training tokens/s and model FLOP utilisation (text8 config)",
+        "python benchmarks/train.py --config=experiments/configs/text8_mdlm.py "
+        "--set model.dtype=bfloat16 --peak_tflops=989 --record docs/benchmarks/train_gpu.md",
+        "Needs a GPU (989 = H100 SXM dense bf16 peak TFLOP/s).",
+    ),
+]
+
+
+def _section(path, title: str, cmd: str, about: str, images: str = "") -> list[str]:
+    parts = [f"## {title}\n"]
+    if about:
+        parts.append(about + "\n")
+    if not path.exists():
+        parts.append(f"Not run yet. Command: `{cmd}`\n")
+        return parts
+    text = path.read_text()
+    if images:  # table files link their images relative to their own folder
+        text = text.replace("](", f"]({images}/").replace(f"]({images}/http", "](http")
+    parts.append(text)
+    return parts
+
+
+def benchmarks_page() -> None:
+    parts = [
+        "# Benchmarks\n",
+        "Ratios are measured within one run of each script, so they compare like with like "
+        "on one machine. Every section is the recorded output of the command shown in it; "
+        "regenerate this page with `python -m experiments.tables.results_page`. "
+        "Results tables: [results.md](results.md).\n",
+    ]
+    for name, title, cmd, about in BENCHMARKS:
+        parts += _section(_report.DOCS / "benchmarks" / f"{name}.md", title, cmd, about)
+    out = _report.DOCS / "benchmarks.md"
+    out.write_text("\n".join(parts))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     tables = _report.DOCS / "tables"
     parts = [
@@ -46,20 +123,13 @@ def main() -> None:
         "Benchmarks: [benchmarks.md](benchmarks.md).\n",
     ]
     for name, title, cmd in SECTIONS:
-        parts.append(f"## {title}\n")
-        md = tables / f"{name}.md"
-        if not md.exists():
-            parts.append(f"Not run yet. Command: `{cmd}`\n")
-            continue
-        # table files link their images relative to docs/tables/
-        body = md.read_text().replace("](", "](tables/").replace("](tables/http", "](http")
-        parts.append(body)
-        png = tables / f"{name}.png"
-        if png.exists():
+        parts += _section(tables / f"{name}.md", title, cmd, "", images="tables")
+        if (tables / f"{name}.png").exists():
             parts.append(f"![{name}](tables/{name}.png)\n")
     out = _report.DOCS / "results.md"
     out.write_text("\n".join(parts))
     print(f"wrote {out}")
+    benchmarks_page()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,33 @@
+"""The benchmark scripts run end to end and record their output (``--record``)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _record  # noqa: E402
+
+
+def test_to_markdown_keeps_tables_and_fences_the_rest():
+    out = _record.to_markdown("jax 0.1\n\n| a | b |\n|---|---|\n| 1 | 2 |\nratio = x\n")
+    assert out == "```\njax 0.1\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```\nratio = x\n```"
+
+
+def test_sampler_benchmark_records_its_table(tmp_path):
+    record = tmp_path / "samplers.md"
+    cmd = [
+        sys.executable, "benchmarks/samplers.py", "--vocab", "28", "--samplers", "ancestral",
+        "--steps", "4", "--batch", "2", "--length", "16", "--repeats", "1",
+        "--record", str(record),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = record.read_text()
+    assert text.startswith("Command: `python benchmarks/samplers.py --vocab 28")
+    assert "Machine: " in text and "commit " in text
+    rows = [line for line in text.splitlines() if line.startswith("| masking | 28 |")]
+    assert [r.split(" | ")[2] for r in rows] == ["(network only)", "ancestral"]
+    # the printed output went to stdout as well
+    assert "ratio=" in proc.stdout
