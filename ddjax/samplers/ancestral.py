@@ -73,7 +73,9 @@ def ancestral(
       draw_capacity: masking only: rows gathered per step for the token draws (see
         :func:`ddjax.samplers.masked.draw_at`); None picks one for large vocabularies.
       gumbel_bits: resolution of the categorical draws (:func:`categorical`): 32, 64, or
-        "float32" for JAX's truncated Gumbel (to reproduce Zheng et al.'s bias only).
+        "float32" to reproduce Zheng et al.'s bias only: JAX's truncated float32 Gumbel
+        in one joint draw over the K + 1 posterior classes (mask included), as the
+        reference implementations draw, instead of the factorised masking update.
     Returns:
       int32[B, L] samples (and the trajectory).
     """
@@ -86,7 +88,9 @@ def ancestral(
     # A denoiser may carry its own reverse step (guidance.cfg(mode="posterior")).
     own_posterior = getattr(denoiser, "mode", None) == "posterior"
 
-    if isinstance(process, Masking) and not own_posterior:
+    # "float32" reproduces the reference draw: one (K + 1)-way Gumbel-max per position
+    reference_draw = gumbel_bits == "float32"
+    if isinstance(process, Masking) and not own_posterior and not reference_draw:
         # the x0 transforms act on the decoded rows inside masking_update
         denoise = denoiser
         update = _masking_update(

@@ -123,13 +123,14 @@ def draw_tokens(
 
     Args:
       argmax: take the mode instead of drawing.
-      two_stage: use the exact two-stage draw; None picks it for K >= TWO_STAGE_MIN_VOCAB.
+      two_stage: use the exact two-stage draw; None picks it for K >= TWO_STAGE_MIN_VOCAB
+        (never for bits="float32", which reproduces JAX's one-stage truncated draw).
       bits: the Gumbel resolution of :func:`categorical`.
     """
     if argmax:
         return jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
     if two_stage is None:
-        two_stage = log_probs.shape[-1] >= TWO_STAGE_MIN_VOCAB
+        two_stage = log_probs.shape[-1] >= TWO_STAGE_MIN_VOCAB and bits != "float32"
     if two_stage:
         return _two_stage(key, log_probs, bits)
     return categorical(key, log_probs, bits=bits)
