@@ -24,6 +24,12 @@ def test_exact_toy_quick(tmp_path):
     assert (out / "exact_toy.csv").exists() and (out / "exact_toy.png").exists()
 
 
+def test_gumbel_precision_quick(tmp_path):
+    out = _run("experiments.tables.gumbel_precision", tmp_path)
+    text = (out / "gumbel_precision.md").read_text()
+    assert "float32 Gumbel" in text and "tail-exact" in text and "Command:" in text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "module, table",

@@ -79,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.time()
     vocab = args.vocab or (2048 if args.quick else 50257)
-    steps_list = [int(s) for s in (args.steps or ("64" if args.quick else "128,1024")).split(",")]
+    steps_list = [int(s) for s in (args.steps or ("64" if args.quick else "64,256")).split(",")]
     shape = (args.batch or (4 if args.quick else 16), args.length)
     log_p = zipf_log_probs(vocab)
     entropy = float(-(np.exp(log_p) * log_p).sum())

@@ -24,6 +24,11 @@ SECTIONS = [
         "python -m experiments.tables.sampling_quality",
     ),
     (
+        "gumbel_precision",
+        "Gumbel precision at K = 50257 (Zheng et al.)",
+        "python -m experiments.tables.gumbel_precision",
+    ),
+    (
         "exact_toy",
         "Exact toy table: samplers against the oracle",
         "python -m experiments.tables.exact_toy",
