@@ -11,6 +11,7 @@ what ``python -m experiments.main --config=experiments/configs/<row>.py`` gives.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -107,7 +108,10 @@ def main() -> None:
         "(AR < masking variants < D3PM absorbing < uniform). s.e.: the standard error of the "
         "validation estimate (Monte Carlo over noise levels and masks). Wall times depend on "
         "what else the machine ran: rows reused from earlier invocations ran beside other "
-        "jobs.\n\n" + reading({r[0]: r[1] for r in rows}) + "\n\n" + INTERPRETATION
+        "jobs.\n\n"
+        + reading({r[0]: r[1] for r in rows}, {r[0]: r[2] for r in rows})
+        + "\n\n"
+        + INTERPRETATION
     )
     out = args.out or _report.DOCS / "tables"
     path = _report.write("likelihood", header, rows, started, notes, out, compute_s=sum(walls))
@@ -132,11 +136,18 @@ are bounds. Within the masking group the order among MDLM, SEDD absorb and RADD 
 budget reflects how quickly each parameterisation learns early and the estimator noise
 (compare the gaps with the s.e. column), so we do not read a ranking into it. D3PM's rows
 use T = 1000 discrete steps and the hybrid loss (lambda = 0.01); their bound includes
-the prior term."""
+the prior term. D3PM uniform uses D3PM's cosine grid, which spends most of its steps at
+low noise, where the continuous-time uniform rows (UDLM, SEDD uniform) use the
+log-linear schedule, half of whose times leave less than half the tokens intact; we
+think this and the hybrid loss's direct cross-entropy term are why it learns faster at
+this budget than the other uniform rows. Its bound is checked against the oracle's exact
+model NLL in tests/test_losses.py; the ordering between it and the continuous-time
+uniform rows at convergence is what the papers' numbers describe, not this table."""
 
 
-def reading(bpc: dict[str, float]) -> str:
-    """The measured ordering against the papers', one sentence per adjacent pair of groups.
+def reading(bpc: dict[str, float], se: dict[str, float] | None = None) -> str:
+    """The measured ordering against the papers', one sentence per adjacent pair of groups;
+    a gap under two standard errors (``se``, bits) is reported as a tie.
 
     Written from the numbers of this run, so the page never states an agreement that the
     table does not show.
@@ -160,9 +171,16 @@ def reading(bpc: dict[str, float]) -> str:
     names = [g for g, _ in groups]
     if names[1:2] == ["masking"] and names[-1] == "uniform" and len(names) == 4:
         pairs.append((groups[1], groups[-1]))  # masking < uniform, across D3PM absorbing
+    inv = {v: n for n, v in bpc.items()}
     for (g1, v1), (g2, v2) in pairs:
         worst, best = max(v1), min(v2)
-        if worst < best:
+        noise = 2 * math.hypot((se or {}).get(inv[worst], 0.0), (se or {}).get(inv[best], 0.0))
+        if abs(best - worst) < noise:
+            lines.append(
+                f"- {g1} < {g2}: a tie within two standard errors (worst {g1} {worst:.3f}, "
+                f"best {g2} {best:.3f})."
+            )
+        elif worst < best:
             lines.append(f"- {g1} < {g2}: agrees (worst {g1} {worst:.3f} < best {g2} {best:.3f}).")
         else:
             lines.append(
