@@ -43,3 +43,31 @@ def test_gumbel_precision_quick(tmp_path):
 def test_training_tables_quick(tmp_path, module, table):
     out = _run(module, tmp_path, f"--runs={tmp_path / 'runs'}")
     assert "Command:" in (out / f"{table}.md").read_text()
+
+
+def test_likelihood_reading_follows_the_numbers():
+    from experiments.tables import likelihood
+
+    bpc = {"shakespeare_ar": 2.0, "shakespeare_mdlm": 3.0, "shakespeare_d3pm_absorb": 3.01}
+    bpc["shakespeare_udlm"] = 2.5
+    se = dict.fromkeys(bpc, 0.02)
+    text = likelihood.reading(bpc, se)
+    assert "AR < masking: agrees" in text
+    assert "masking < D3PM absorbing: a tie" in text  # 0.01 apart, 2 s.e. = 0.057
+    assert "D3PM absorbing < uniform: does not hold" in text
+    assert "masking < uniform: does not hold" in text
+    assert "ar 2.000 < udlm 2.500 < mdlm 3.000" in text
+
+
+def test_exact_toy_reading_flags_a_biased_first_hitting():
+    from experiments.tables import exact_toy
+
+    rows = [
+        ["weak", "first_hitting", "masking", "3:0.0030", "1e-5", "nan", "nan"],
+        ["strong", "first_hitting", "masking", "3:0.0500", "1e-3", "nan", "nan"],
+        ["weak", "euler", "masking", "2:0.2, 4:0.1", "1e-2, 2e-3", 1.0, 2.0],
+    ]
+    text = exact_toy.reading(rows, {"weak": 0.002, "strong": 0.002})
+    assert "first_hitting (weak target): TV 0.0030" in text and "exact, as expected" in text
+    assert "NOT exact" in text
+    assert "euler: TV order weak/masking 1.0 (expected 1)" in text
