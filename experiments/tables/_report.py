@@ -30,7 +30,9 @@ def machine() -> str:
 
 
 def command() -> str:
-    return "python -m " + __import__("__main__").__spec__.name + " " + shlex.join(sys.argv[1:])
+    return " ".join(
+        ["python -m", __import__("__main__").__spec__.name, shlex.join(sys.argv[1:])]
+    ).strip()
 
 
 def git_commit() -> str:
