@@ -4,8 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -28,21 +26,6 @@ def test_gumbel_precision_quick(tmp_path):
     out = _run("experiments.tables.gumbel_precision", tmp_path)
     text = (out / "gumbel_precision.md").read_text()
     assert "float32 Gumbel" in text and "tail-exact" in text and "Command:" in text
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "module, table",
-    [
-        ("experiments.tables.likelihood", "likelihood"),
-        ("experiments.tables.sampling_quality", "sampling_quality"),
-        ("experiments.tables.digits", "digits"),
-        ("experiments.tables.guidance_digits", "guidance_digits"),
-    ],
-)
-def test_training_tables_quick(tmp_path, module, table):
-    out = _run(module, tmp_path, f"--runs={tmp_path / 'runs'}")
-    assert "Command:" in (out / f"{table}.md").read_text()
 
 
 def test_likelihood_reading_follows_the_numbers():

@@ -1,0 +1,36 @@
+"""The training tables' --quick modes run end to end (tiny models, a few steps each).
+
+The default run trains a subset of rows that covers each kind of bound (exact AR NLL,
+continuous-time NELBO, the D3PM bound); the slow tier runs every row.
+"""
+
+import pytest
+from test_tables import _run
+
+QUICK = [
+    (
+        "experiments.tables.likelihood",
+        "likelihood",
+        "--rows=shakespeare_ar,shakespeare_mdlm,shakespeare_d3pm_uniform",
+    ),
+    ("experiments.tables.sampling_quality", "sampling_quality", None),
+    ("experiments.tables.digits", "digits", "--rows=digits_d3pm_gauss,digits_mdlm"),
+    ("experiments.tables.guidance_digits", "guidance_digits", None),
+]
+
+
+@pytest.mark.parametrize("module, table, rows", QUICK, ids=[q[1] for q in QUICK])
+def test_training_table_quick(tmp_path, module, table, rows):
+    out = _run(module, tmp_path, f"--runs={tmp_path / 'runs'}", *([rows] if rows else []))
+    text = (out / f"{table}.md").read_text()
+    assert "Command:" in text and "|---|" in text
+    assert (out / f"{table}.csv").read_text().count("\n") >= 2  # header and a row
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "module, table", [QUICK[0][:2], QUICK[2][:2]], ids=["likelihood", "digits"]
+)
+def test_training_table_quick_every_row(tmp_path, module, table):
+    out = _run(module, tmp_path, f"--runs={tmp_path / 'runs'}")
+    assert "Command:" in (out / f"{table}.md").read_text()
