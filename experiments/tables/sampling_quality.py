@@ -132,6 +132,9 @@ def reading(rows: list[list], gumbel: dict, data_ppl: float) -> str:
             by_name.setdefault(name, []).append((steps, ppl, ent))
     for name, cells in by_name.items():
         (s0, p0, e0), (s1, p1, e1) = cells[0], cells[-1]
+        if len(cells) == 1:
+            lines.append(f"- {name}: perplexity {p0:.2f}, entropy {e0:.3f} nats ({s0} steps).")
+            continue
         lines.append(
             f"- {name}: perplexity {p0:.2f} at {s0} steps, {p1:.2f} at {s1}; "
             f"entropy {e0:.3f} -> {e1:.3f} nats."
