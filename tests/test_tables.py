@@ -45,12 +45,9 @@ def test_likelihood_reading_follows_the_numbers():
 def test_exact_toy_reading_flags_a_biased_first_hitting():
     from experiments.tables import exact_toy
 
-    rows = [
-        ["weak", "first_hitting", "masking", "3:0.0030", "1e-5", "nan", "nan"],
-        ["strong", "first_hitting", "masking", "3:0.0500", "1e-3", "nan", "nan"],
-        ["weak", "euler", "masking", "2:0.2, 4:0.1", "1e-2, 2e-3", 1.0, 2.0],
-    ]
-    text = exact_toy.reading(rows, {"weak": 0.002, "strong": 0.002})
-    assert "first_hitting (weak target): TV 0.0030" in text and "exact, as expected" in text
-    assert "NOT exact" in text
-    assert "euler: TV order weak/masking 1.0 (expected 1)" in text
+    rows = [["first_hitting", "masking", "3:0.0050", "1e-5", "nan", "nan"]]
+    law_rows = [["weak", "euler", "masking", "2e-2, 1e-2", 1.0, 2.0]]
+    text = exact_toy.reading(rows, law_rows, floor=0.002)
+    assert "first_hitting: TV 0.0050" in text and "NOT exact" in text
+    assert "euler: exact-law TV order weak/masking 1.0 (expected 1)" in text
+    assert "exact, as expected" in exact_toy.reading(rows, law_rows, floor=0.004)
