@@ -181,6 +181,19 @@ def test_random_target_and_validation():
         target.nll(np.zeros((2, 3), np.int32))
 
 
+def test_random_target_coupling_scales_the_dependence():
+    """coupling = 0 gives a product of marginals; a small coupling stays near one."""
+    key = jax.random.key(3)
+
+    def dependence(coupling: float) -> float:
+        p = testing.random_target(key, 3, 3, coupling=coupling).probs.reshape(3, 3, 3)
+        product = np.einsum("i,j,k->ijk", p.sum((1, 2)), p.sum((0, 2)), p.sum((0, 1)))
+        return float(np.abs(np.log(p / product)).max())
+
+    assert dependence(0.0) < 1e-5
+    assert 0.0 < dependence(0.15) < dependence(1.0)
+
+
 def test_schedule_does_not_change_masking_denoiser(log_p):
     """For masking the posterior p(x0_i | x_t) does not depend on t or the schedule."""
     target = testing.ExactTarget(log_p)

@@ -29,7 +29,7 @@ The step that lands on t = 0 denoises: it draws from ``process.posterior_probs``
 s = 0 (or takes its argmax with ``final_step="argmax"``), so no mask is left.
 
 The ``_*_probs`` functions give each step's per-position law; the samplers draw
-from them, and the tests use them to compute a sampler's exact output law.
+from them, and :mod:`ddjax.samplers.exact_law` uses them for a sampler's exact output law.
 """
 
 from __future__ import annotations

@@ -71,6 +71,8 @@ def _product_law(probs: jax.Array, states: jax.Array) -> jax.Array:
 
 def step_matrix(name: str, process: Process, denoise: Callable, length: int, **options) -> Callable:
     """(t, s) -> the exact transition matrix [S, S] of one step of sampler ``name``."""
+    if name not in (*NAMES, "final"):
+        raise ValueError(f"no exact law for sampler {name!r}; known: {NAMES}")
     states = all_states(process.num_states, length)
     num = states.shape[0]
     theta = options.get("theta", 0.5)
@@ -100,8 +102,6 @@ def step_matrix(name: str, process: Process, denoise: Callable, length: int, **o
                 for _ in range(options.get("n_corrector", 1)):
                     out = out @ corr
             return out
-        if name not in ("theta_trapezoidal", "theta_rk2"):
-            raise ValueError(f"no exact law for sampler {name!r}; known: {NAMES}")
         # two-stage methods: sum over the intermediate state x*
         jumps = options.get("multi_jump", "first")
         probs1, rates1 = ctmc._theta_stage1(process, denoise, states, tv, sv, theta, jumps)
