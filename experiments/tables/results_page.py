@@ -110,7 +110,10 @@ BENCHMARKS = [
         "python benchmarks/samplers.py --vocab 50258 --steps 16 "
         "--record docs/benchmarks/samplers_50258.md",
         "The same model with a 50258-way output; one forward pass is seconds on a 2-core "
-        "CPU, so 16 steps per sampler. Target <= 1.5.",
+        "CPU, so 16 steps per sampler. Target <= 1.5. The CTMC samplers build full "
+        "[B, L, K + 1] rate or probability arrays every step (the theta methods two), where "
+        "ancestral, first_hitting and remdm draw the masking update factorised; a factorised "
+        "masking path for the CTMC samplers is the known fix for the rows marked MISS.",
     ),
     (
         "train_gpu",
