@@ -25,20 +25,12 @@ import pytest
 
 import ddjax as dd
 from ddjax import testing
-from ddjax.samplers import ctmc, flow
+from ddjax.samplers import ctmc, exact_law, flow
 from ddjax.samplers.exact_law import ExactLaw, tabulated
 
 K = 3
 N_SAMPLES = 50_000
-SAMPLERS = (
-    "euler",
-    "tau_leaping",
-    "tweedie",
-    "predictor_corrector",
-    "theta_trapezoidal",
-    "theta_rk2",
-    "dfm_euler",
-)
+SAMPLERS = tuple(n for n in exact_law.NAMES if n != "ancestral")  # the CTMC/flow samplers
 SCHEDULE = dd.schedules.LogLinear()
 PROCESSES = {
     "masking": dd.processes.Masking(K, SCHEDULE),
