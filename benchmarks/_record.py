@@ -61,9 +61,8 @@ def recorded(path: str | None) -> Iterator[None]:
     script = os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)
     command = shlex.join(["python", script, *sys.argv[1:]])
     text = (
-        f"Command: `{command}`  \nMachine: {_report.machine()}  \n"
-        f"Wall time: {time.time() - started:.1f} s, commit {_report.git_commit()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
+        _report.provenance_text(_report.provenance(command, started))
+        + "\n"
         + to_markdown("".join(tee.lines))
         + "\n"
     )

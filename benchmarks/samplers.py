@@ -40,7 +40,7 @@ try:
 except ImportError:  # ddjax.models not there yet: a minimal local stand-in below
     _models = None
 
-MASKING_SAMPLERS = ("ancestral", "first_hitting", "remdm", "confidence")
+MASKING_SAMPLERS = ("ancestral", *dd.samplers.MASKING_ONLY)
 QUICK_SAMPLERS = ("ancestral", "first_hitting", "remdm", "confidence", "euler")
 TARGET = {28: 1.05, 50258: 1.5}
 

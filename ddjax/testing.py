@@ -230,7 +230,12 @@ def total_variation(
     check(k is not None, "pass vocab_size when target is a probability vector")
     q = empirical_probs(samples, k)
     check(q.shape == p.shape, f"samples give {q.shape[0]} sequences, target has {p.shape[0]}")
-    return float(0.5 * np.abs(p - q).sum())
+    return tv(p, q)
+
+
+def tv(p: ArrayLike, q: ArrayLike) -> float:
+    """Total variation distance between two probability vectors."""
+    return float(0.5 * np.abs(np.asarray(p, np.float64) - np.asarray(q, np.float64)).sum())
 
 
 def kl(p: ArrayLike, q: ArrayLike) -> float:

@@ -26,7 +26,7 @@ from ddjax.testing import ExactTarget, random_target, total_variation, tv_floor
 
 K, L, N = 3, 3, 50_000
 NAMES = sorted(SAMPLERS)
-MASKING_ONLY = {"first_hitting", "remdm", "confidence"}
+MASKING_ONLY = set(dd.samplers.MASKING_ONLY)
 # The confidence (MaskGIT) sampler is a heuristic whose law is biased by design; its
 # law tests live in test_samplers_masked.py.
 CONVERGING = [n for n in NAMES if n != "confidence"]

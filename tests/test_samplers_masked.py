@@ -7,13 +7,13 @@ N = 50,000 samples. See test_samplers_common.py for the tests shared by all samp
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_samplers_common import tabulate  # the oracle's denoiser as a lookup table
 
 import ddjax as dd
 from ddjax.samplers import masked
@@ -25,19 +25,6 @@ MASKED = {
     "remdm": masked.remdm,
     "confidence": masked.confidence,
 }
-
-
-def tabulate(target: ExactTarget, process: dd.processes.Masking) -> jax.tree_util.Partial:
-    """The oracle's exact masking denoiser (independent of t) as a lookup table."""
-    states = jnp.asarray(list(itertools.product(range(process.num_states), repeat=target.length)))
-    table = target.denoiser(process)(states, jnp.full((states.shape[0],), 0.5))
-    weights = process.num_states ** jnp.arange(target.length - 1, -1, -1)
-    return jax.tree_util.Partial(_lookup, table, weights)
-
-
-def _lookup(table, weights, x, t):
-    del t
-    return table[(x * weights).sum(-1)]
 
 
 def run(fn, key, denoiser, process, shape, **options):
@@ -65,12 +52,13 @@ def floor(target) -> float:
     return tv_floor(target, N)
 
 
-@pytest.mark.parametrize("name", sorted(MASKED))
+@pytest.mark.parametrize("name", dd.samplers.MASKING_ONLY)
 def test_masked_samplers_need_the_masking_process(name):
+    """Every sampler listed in MASKING_ONLY refuses other processes."""
     process = dd.processes.Uniform(vocab_size=K)
     den = lambda x, t: jnp.zeros((*x.shape, K))
     with pytest.raises(TypeError, match="Masking"):
-        MASKED[name](jax.random.key(0), den, process, (2, L), steps=4)
+        dd.samplers.SAMPLERS[name](jax.random.key(0), den, process, (2, L), steps=4)
 
 
 # --------------------------------------------------------------------------

@@ -18,6 +18,9 @@ from ddjax.samplers.ctmc import (
 from ddjax.samplers.flow import dfm_euler
 from ddjax.samplers.masked import confidence, first_hitting, remdm
 
+# Samplers of the masking process only (they raise TypeError for other processes).
+MASKING_ONLY: tuple[str, ...] = ("first_hitting", "remdm", "confidence")
+
 # Network calls per step; first_hitting makes one call per unmasked token (L in all,
 # or L / k with k tokens per call) whatever ``steps`` is.
 NETWORK_CALLS: dict[str, str] = {
@@ -66,4 +69,12 @@ SAMPLERS = {
     "confidence": confidence,
 }
 
-__all__ = [*SAMPLERS, "categorical", "gumbel", "NETWORK_CALLS", "network_calls", "SAMPLERS"]
+__all__ = [
+    *SAMPLERS,
+    "categorical",
+    "gumbel",
+    "MASKING_ONLY",
+    "NETWORK_CALLS",
+    "network_calls",
+    "SAMPLERS",
+]

@@ -55,6 +55,26 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
+def provenance(cmd: str, started: float) -> dict:
+    """What made a result: command, machine, wall time since ``started``, commit, date."""
+    return {
+        "command": cmd,
+        "machine": machine(),
+        "wall_time_s": round(time.time() - started, 1),
+        "commit": git_commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def provenance_text(meta: dict, wall_note: str = "") -> str:
+    """The three markdown lines every table and benchmark record carries."""
+    return (
+        f"Command: `{meta['command']}`  \nMachine: {meta['machine']}  \n"
+        f"Wall time: {meta['wall_time_s']} s, commit {meta['commit']}, {meta['date']}"
+        f"{wall_note}\n"
+    )
+
+
 def write(
     name: str,
     header: Sequence[str],
@@ -75,28 +95,17 @@ def write(
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    meta = {
-        "command": command(),
-        "machine": machine(),
-        "wall_time_s": round(time.time() - started, 1),
-        "compute_s": None if compute_s is None else round(compute_s, 1),
-        "commit": git_commit(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
+    meta = provenance(command(), started)
+    if compute_s is not None:
+        meta["compute_s"] = round(compute_s, 1)
     (out / f"{name}.json").write_text(json.dumps(meta, indent=1))
-    md = (
-        markdown_table(header, rows)
-        + "\n\n"
-        + f"Command: `{meta['command']}`  \nMachine: {meta['machine']}  \n"
-        + f"Wall time: {meta['wall_time_s']} s, commit {meta['commit']}, {meta['date']}"
-        + (
-            ""
-            if compute_s is None
-            else f" (training runs behind the rows, some reused from earlier invocations of "
-            f"the same command: {meta['compute_s']} s in all)"
-        )
-        + "\n"
+    reused = (
+        ""
+        if compute_s is None
+        else f" (training runs behind the rows, some reused from earlier invocations of "
+        f"the same command: {meta['compute_s']} s in all)"
     )
+    md = markdown_table(header, rows) + "\n\n" + provenance_text(meta, reused)
     if notes:
         md += "\n" + notes.strip() + "\n"
     path = out / f"{name}.md"

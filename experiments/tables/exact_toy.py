@@ -28,8 +28,6 @@ from ddjax import testing
 from ddjax.samplers import exact_law
 from experiments.tables import _report
 
-MASKED_ONLY = ("first_hitting", "remdm", "confidence")
-
 # Expected TV order (Ren et al.; design.md 5.3). Samplers not listed have no stated order.
 EXPECTED_ORDER = {
     "ancestral": 1,
@@ -59,9 +57,7 @@ def error_vs_steps(
         fn = jax.jit(lambda k, s=steps: sampler(k, denoiser, process, (n, target.length), steps=s))
         x = np.asarray(fn(jax.random.key(seed)))
         q = testing.empirical_probs(x, target.vocab_size)
-        out.append(
-            (steps, 0.5 * float(np.abs(q - target.probs).sum()), testing.kl(target.probs, q))
-        )
+        out.append((steps, testing.tv(q, target.probs), testing.kl(target.probs, q)))
     return out
 
 
@@ -107,7 +103,7 @@ def main() -> None:
     rows, curves = [], {}
     for name in names:
         for pname, process in processes.items():
-            if pname == "uniform" and name in MASKED_ONLY:
+            if pname == "uniform" and name in dd.samplers.MASKING_ONLY:
                 continue
             s_list = [steps_list[0]] if name == "first_hitting" else steps_list
             steps, tvs, kls = zip(*error_vs_steps(name, process, target, s_list, n, seed=1))
@@ -133,8 +129,9 @@ def main() -> None:
         for pname, process in processes.items():
             for name in law_names:
                 law = exact_law.ExactLaw(name, process, tgt)
-                tvs = [law.tv(s) for s in law_steps]
-                kls = [law.kl(s) for s in law_steps]
+                probs = [law(s) for s in law_steps]  # one law per step count, used twice
+                tvs = [testing.tv(q, tgt.probs) for q in probs]
+                kls = [testing.kl(tgt.probs, q) for q in probs]
                 law_rows.append(
                     [
                         tname,

@@ -152,8 +152,10 @@ def reading(bpc: dict[str, float], se: dict[str, float] | None = None) -> str:
     Written from the numbers of this run, so the page never states an agreement that the
     table does not show.
     """
-    groups = [(g, [bpc[n] for n in names if n in bpc]) for g, names in EXPECTED_GROUPS]
-    groups = [(g, v) for g, v in groups if v]
+    se = se or {}
+    # each group as its measured rows' names; values and s.e. are looked up by name
+    groups = [(g, [n for n in names if n in bpc]) for g, names in EXPECTED_GROUPS]
+    groups = [(g, rows) for g, rows in groups if rows]
     order = " < ".join(f"{n.removeprefix('shakespeare_')} {b:.3f}" for n, b in sorted(
         bpc.items(), key=lambda kv: kv[1]))  # fmt: skip
     lines = [f"Measured ordering: {order}."]
@@ -171,10 +173,10 @@ def reading(bpc: dict[str, float], se: dict[str, float] | None = None) -> str:
     names = [g for g, _ in groups]
     if names[1:2] == ["masking"] and names[-1] == "uniform" and len(names) == 4:
         pairs.append((groups[1], groups[-1]))  # masking < uniform, across D3PM absorbing
-    inv = {v: n for n, v in bpc.items()}
-    for (g1, v1), (g2, v2) in pairs:
-        worst, best = max(v1), min(v2)
-        noise = 2 * math.hypot((se or {}).get(inv[worst], 0.0), (se or {}).get(inv[best], 0.0))
+    for (g1, rows1), (g2, rows2) in pairs:
+        n_worst, n_best = max(rows1, key=bpc.get), min(rows2, key=bpc.get)
+        worst, best = bpc[n_worst], bpc[n_best]
+        noise = 2 * math.hypot(se.get(n_worst, 0.0), se.get(n_best, 0.0))
         if abs(best - worst) < noise:
             lines.append(
                 f"- {g1} < {g2}: a tie within two standard errors (worst {g1} {worst:.3f}, "

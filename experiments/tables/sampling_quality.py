@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 import ddjax as dd
+from ddjax.models import ar_log_likelihood
 from experiments import run as run_lib
 from experiments.tables import _report, likelihood
 
@@ -44,14 +44,8 @@ def restore(workdir: Path):
 
 def ar_nats(exp_ar, params_ar, x: np.ndarray) -> np.ndarray:
     """Nats per sequence of x [N, L] under the AR model."""
-    fn = jax.jit(
-        lambda p, xb: (
-            -jnp.take_along_axis(
-                jax.nn.log_softmax(exp_ar.apply_fn(p, xb, None, None), -1), xb[..., None], -1
-            )[..., 0].sum(-1)
-        )
-    )
-    return np.concatenate([np.asarray(fn(params_ar, x[i : i + 64])) for i in range(0, len(x), 64)])
+    logits = jax.jit(lambda xb: exp_ar.apply_fn(params_ar, xb, None, None))
+    return -np.asarray(ar_log_likelihood(logits, x, batch_size=64))
 
 
 def main() -> None:
