@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ddjax import losses, processes, schedules, testing
-from ddjax.samplers.categorical import categorical
+from ddjax.random import categorical
 
 VOCAB, LENGTH = 4, 3
 

@@ -19,7 +19,8 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from ddjax._struct import check
-from ddjax.processes import D3PM, Interpolating, Masking, Process, _onehot, _times
+from ddjax.arrays import onehot, sequence_times
+from ddjax.processes import D3PM, Interpolating, Masking, Process
 
 __all__ = [
     "sample_times",
@@ -92,7 +93,7 @@ def masked_elbo(
     """MDLM / MD4 continuous-time NELBO: (-a'_t / (1 - a_t)) sum_{masked i} -log p(x0_i)."""
     _require(process, Masking, "masked_elbo")
     log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
-    t = _times(t, x0)
+    t = sequence_times(t, x0)
     masked = x_t == process.mask_id
     ce = jnp.where(masked, _data_nll(log_probs, x0), 0.0).sum(-1)
     return process.schedule.masking_rate(t) * ce
@@ -189,7 +190,7 @@ def score_entropy(
         log_score.shape[-1] == n,
         f"log_score must have {n} states on its last axis, got {log_score.shape[-1]}",
     )
-    t = _times(t, x0)
+    t = sequence_times(t, x0)
     pi = process.prior_probs()
     weight = process.forward_rate_into(x_t, t)  # [B, L]
 
@@ -233,7 +234,7 @@ def uniform_elbo(
     """
     _require(process, Interpolating, "uniform_elbo")
     log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
-    t = _times(t, x0)
+    t = sequence_times(t, x0)
     if plugin:
         return _udlm_plugin_elbo(log_probs, x0, x_t, t, process)
     k, n = process.vocab_size, process.num_states
@@ -285,7 +286,7 @@ def _udlm_plugin_elbo(
     a = process.schedule.alpha(t)[..., None]
     one_minus_a = process.schedule.one_minus_alpha(t)[..., None]
     coef = (-process.schedule.alpha_prime(t) / (k * process.schedule.alpha(t)))[..., None]
-    xbar = k * a[..., None] * _onehot(x0, k) + one_minus_a[..., None]
+    xbar = k * a[..., None] * onehot(x0, k) + one_minus_a[..., None]
     xbar_theta = k * a[..., None] * jnp.exp(log_probs) + one_minus_a[..., None]
     take = lambda v: jnp.take_along_axis(v, x_t[..., None], axis=-1)  # noqa: E731
     xbar_z, xbar_theta_z = take(xbar), take(xbar_theta)
@@ -324,9 +325,9 @@ def d3pm_vb(
     """
     _require(process, D3PM, "d3pm_vb")
     log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
-    t = process._steps(t_index, x0, "t_index", lo=1)
+    t = process.check_steps(t_index, x0, "t_index", lo=1)
     n = process.num_states
-    true_post = process.posterior_probs(x_t, _onehot(x0, process.vocab_size), t - 1, t)
+    true_post = process.posterior_probs(x_t, onehot(x0, process.vocab_size), t - 1, t)
     model_post = process.posterior_probs(x_t, jnp.exp(log_probs), t - 1, t, plugin=plugin)
     step_kl = _kl_rows(true_post, model_post).sum(-1)
     q_final = process.qbar[process.num_steps][x0]  # [B, L, N]
@@ -385,7 +386,7 @@ def dfm_generalized_kl(
     """
     _require(process, Interpolating, "dfm_generalized_kl")
     log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
-    t = _times(t, x0)
+    t = sequence_times(t, x0)
     k = process.vocab_size
     same = x_t == x0
     p_xt = jnp.where(

@@ -15,7 +15,8 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from ddjax._struct import check
-from ddjax.processes import Interpolating, Process, _onehot, _times
+from ddjax.arrays import onehot, sequence_times
+from ddjax.processes import Interpolating, Process
 
 __all__ = [
     "NEG_INF",
@@ -49,7 +50,7 @@ def subs(logits: ArrayLike, x_t: ArrayLike, mask_id: int) -> Array:
         f"for x_t {x_t.shape}",
     )
     log_probs = jax.nn.log_softmax(logits, axis=-1)
-    carry = jnp.where(_onehot(x_t, mask_id) > 0, 0.0, NEG_INF)
+    carry = jnp.where(onehot(x_t, mask_id) > 0, 0.0, NEG_INF)
     return jnp.where((x_t == mask_id)[..., None], log_probs, carry)
 
 
@@ -102,11 +103,11 @@ def log_probs_from_log_score(
         log_score.shape == (*x_t.shape, n),
         f"log_score must have shape {(*x_t.shape, n)}, got {log_score.shape}",
     )
-    t = _times(t, x_t)
+    t = sequence_times(t, x_t)
     a = jnp.maximum(process.schedule.alpha(t), 1e-12)[..., None, None]
     one_minus_a = process.schedule.one_minus_alpha(t)[..., None, None]
     pi = process.prior_probs()
-    at_x = _onehot(x_t, n) > 0
+    at_x = onehot(x_t, n) > 0
     s = jnp.where(at_x, 1.0, jnp.exp(log_score))
     w = jnp.maximum(s - one_minus_a * pi * s.sum(-1, keepdims=True), 0.0) / a
     lik = one_minus_a * pi[x_t][..., None] + a * at_x

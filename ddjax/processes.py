@@ -25,7 +25,7 @@ Shapes: tokens ``[..., L]`` int32, times ``[...]`` (one per sequence), distribut
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -36,31 +36,22 @@ from jax.typing import ArrayLike
 from ddjax import schedules as schedules_lib
 from ddjax._struct import check, concrete, pytree_dataclass, static_field
 from ddjax._validation import validate_probs, validate_tokens
+from ddjax.arrays import onehot, sequence_times
+from ddjax.random import categorical
 
-__all__ = ["Process", "Interpolating", "Masking", "Uniform", "MarginalPrior", "D3PM"]
+__all__ = [
+    "Process",
+    "ProcessBase",
+    "CAPABILITIES",
+    "require",
+    "Interpolating",
+    "Masking",
+    "Uniform",
+    "MarginalPrior",
+    "D3PM",
+]
 
 _TINY = 1e-30
-
-
-def _times(t: ArrayLike, x: Array, dtype: Any = jnp.float32) -> Array:
-    """``t`` as an array of shape ``x.shape[:-1]`` (a scalar is broadcast)."""
-    t = jnp.asarray(t, dtype)
-    batch = x.shape[:-1]
-    if t.ndim == 0:
-        return jnp.broadcast_to(t, batch)
-    check(
-        t.shape == batch,
-        f"t has shape {t.shape} but the tokens {x.shape} need one time per sequence: {batch}",
-    )
-    return t
-
-
-def categorical(key: Array, logits: Array) -> Array:
-    """The tail-exact draw of :mod:`ddjax.samplers.categorical` (imported late: the
-    samplers package imports this module)."""
-    from ddjax.samplers.categorical import categorical as draw
-
-    return draw(key, logits)
 
 
 def _check_tokens(x: Any, num_states: int, name: str) -> Array:
@@ -93,10 +84,6 @@ def _pad_states(p: Array, num_states: int) -> Array:
     return jnp.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, extra)])
 
 
-def _onehot(x: Array, n: int) -> Array:
-    return (x[..., None] == jnp.arange(n, dtype=x.dtype)).astype(jnp.float32)
-
-
 def _normalise_consistent(p: Array, consistent: Array) -> Array:
     """Restricts ``p`` to ``consistent`` states and renormalises (uniform if no mass is left)."""
     p = jnp.where(consistent, p, 0.0)
@@ -105,14 +92,116 @@ def _normalise_consistent(p: Array, consistent: Array) -> Array:
     return jnp.where(z > 0, p / jnp.where(z > 0, z, 1.0), fallback)
 
 
-class Process:
-    """Interface shared by all forward processes."""
+@runtime_checkable
+class Process(Protocol):
+    """The forward-process protocol: what samplers and losses use, and nothing else.
+
+    A process is a frozen pytree dataclass (``ddjax.pytree_dataclass``) with
+
+    * ``vocab_size`` K (data tokens 0..K-1), ``num_states`` N (K, or K + 1 with a
+      mask), ``mask_id`` (the mask state, or None), ``is_discrete_time`` (True: every
+      time is an int32 step index 0..T and ``num_steps`` gives T);
+    * ``sample(key, x0, t)``: x_t ~ q(x_t | x0), int32[B, L] for x0 int32[B, L], t [B];
+    * ``prior_sample(key, shape)``: a draw from the t = 1 (t = T) law, int32[shape];
+    * ``marginal_probs(x0_probs, t)``: q(x_t | x0) averaged under x0_probs [B, L, K],
+      float32[B, L, N];
+    * ``posterior_probs(x_t, x0_probs, s, t)``: q(x_s | x_t, x0) averaged under the
+      denoiser's x0_probs [B, L, K] (the posterior mixture), s < t, float32[B, L, N].
+
+    Optional capabilities (:data:`CAPABILITIES`); a sampler or loss that needs one checks
+    for it with :func:`require` and raises a TypeError naming the missing method.
+    """
 
     vocab_size: int
 
     @property
-    def num_states(self) -> int:
-        raise NotImplementedError
+    def num_states(self) -> int: ...
+
+    @property
+    def mask_id(self) -> int | None: ...
+
+    @property
+    def is_discrete_time(self) -> bool: ...
+
+    def sample(self, key: Array, x0: ArrayLike, t: ArrayLike) -> Array: ...
+
+    def prior_sample(self, key: Array, shape: tuple[int, ...]) -> Array: ...
+
+    def marginal_probs(self, x0_probs: ArrayLike, t: ArrayLike) -> Array: ...
+
+    def posterior_probs(self, x_t: ArrayLike, x0_probs: ArrayLike, s: ArrayLike, t: ArrayLike) -> Array: ...
+
+
+# Optional process methods, with what they return (shapes for x_t int32[B, L], t [B]).
+CAPABILITIES: dict[str, str] = {
+    "prior_probs": "prior_probs() -> float32[N]: the t = 1 law of one token",
+    "reverse_rates": (
+        "reverse_rates(x_t, x0_probs, t) -> float32[B, L, N]: reverse CTMC rates x_t -> y "
+        "(0 at y = x_t) implied by the denoiser's x0 distribution"
+    ),
+    "forward_rates": (
+        "forward_rates(x_t, t) -> float32[B, L, N]: forward rates x_t -> y (0 at y = x_t)"
+    ),
+    "forward_rate_into": (
+        "forward_rate_into(x_t, t) -> float32[B, L]: forward rate y -> x_t, the same for every "
+        "y != x_t (the weight of the score-entropy terms)"
+    ),
+    "score": (
+        "score(x_t, x0_probs, t) -> float32[B, L, N]: the concrete score p_t(x^{i<-y}) / p_t(x)"
+    ),
+    "transition_likelihood": (
+        "transition_likelihood(x_t, s, t) -> float32[B, L, N]: q(x_t | x_s = y) for every y"
+    ),
+    "undo_transition": (
+        "undo_transition(v, s, t) -> float32[B, L, N]: v applied to the inverse of the "
+        "kernel from s to t (exp(-(sigma_t - sigma_s) Q) v)"
+    ),
+    "unmask_probability": (
+        "unmask_probability(s, t) -> float32[B, L] (or broadcastable): the probability that a "
+        "masked token is decoded between t and s < t, for masking-type processes"
+    ),
+    "unmask_rate": (
+        "unmask_rate(t) -> float32[B, L] (or broadcastable): the total reverse rate out of the "
+        "mask at time t, for masking-type processes"
+    ),
+    "schedule": "schedule: the noise schedule alpha(t) (an attribute)",
+}
+
+
+def require(process: Any, names: tuple[str, ...] | str, who: str) -> None:
+    """Raises TypeError unless ``process`` has every capability in ``names``.
+
+    Besides the methods of :data:`CAPABILITIES`, ``"continuous_time"`` and ``"mask"``
+    require ``is_discrete_time`` False and ``mask_id`` not None.
+    """
+    names = (names,) if isinstance(names, str) else names
+    kind = type(process).__name__
+    for name in names:
+        if name == "continuous_time":
+            check(
+                not getattr(process, "is_discrete_time", False),
+                f"{who} needs a continuous-time process, got the discrete-time {kind}; "
+                "use ancestral for D3PM processes",
+                TypeError,
+            )
+        elif name == "mask":
+            check(
+                getattr(process, "mask_id", None) is not None,
+                f"{who} needs a process with a mask state (mask_id not None), got {kind}",
+                TypeError,
+            )
+        else:
+            check(
+                hasattr(process, name),
+                f"{who} needs process.{CAPABILITIES.get(name, name)}; {kind} has no {name!r}",
+                TypeError,
+            )
+
+
+class ProcessBase:
+    """Defaults and token checks for the processes defined here (any class may use it)."""
+
+    vocab_size: int
 
     @property
     def mask_id(self) -> int | None:
@@ -137,7 +226,7 @@ class Process:
 # --------------------------------------------------------------------------
 
 
-class Interpolating(Process):
+class Interpolating(ProcessBase):
     """q(x_t | x0) = Cat(a_t onehot(x0) + (1 - a_t) pi); subclasses give ``pi``."""
 
     schedule: schedules_lib.Schedule
@@ -157,7 +246,7 @@ class Interpolating(Process):
     def marginal_probs(self, x0_probs: ArrayLike, t: ArrayLike) -> Array:
         """q(x_t | x0) averaged under ``x0_probs`` [..., L, K]: float32[..., L, num_states]."""
         x0_probs = _check_x0_probs(x0_probs, self.vocab_size)
-        t = _times(t, x0_probs[..., 0])
+        t = sequence_times(t, x0_probs[..., 0])
         a = self.schedule.alpha(t)[..., None, None]
         one_minus_a = self.schedule.one_minus_alpha(t)[..., None, None]
         return a * _pad_states(x0_probs, self.num_states) + one_minus_a * self.prior_probs()
@@ -165,14 +254,14 @@ class Interpolating(Process):
     def transition_probs(self, x_s: ArrayLike, s: ArrayLike, t: ArrayLike) -> Array:
         """q(x_t | x_s) for states ``x_s`` [..., L] and s <= t: float32[..., L, num_states]."""
         x_s = jnp.asarray(x_s, jnp.int32)
-        s, t = _times(s, x_s), _times(t, x_s)
+        s, t = sequence_times(s, x_s), sequence_times(t, x_s)
         r = self._alpha_ratio(s, t)[..., None, None]
-        return r * _onehot(x_s, self.num_states) + (1.0 - r) * self.prior_probs()
+        return r * onehot(x_s, self.num_states) + (1.0 - r) * self.prior_probs()
 
     def sample(self, key: Array, x0: ArrayLike, t: ArrayLike) -> Array:
         """Draws ``x_t ~ q(x_t | x0)``; x0 int32[..., L], t float32[...]: int32[..., L]."""
         x0 = self.check_x0(x0)
-        t = _times(t, x0)
+        t = sequence_times(t, x0)
         k_keep, k_noise = jax.random.split(key)
         keep = jax.random.uniform(k_keep, x0.shape) < self.schedule.alpha(t)[..., None]
         return jnp.where(keep, x0, self.prior_sample(k_noise, x0.shape))
@@ -197,7 +286,7 @@ class Interpolating(Process):
         a = self.schedule.alpha(t)[..., None, None]
         one_minus_a = self.schedule.one_minus_alpha(t)[..., None, None]
         pi = self.prior_probs()
-        lik = one_minus_a * pi[x_t][..., None] + a * _onehot(x_t, n)  # q_t(x_t | k), over k
+        lik = one_minus_a * pi[x_t][..., None] + a * onehot(x_t, n)  # q_t(x_t | k), over k
         is_data = jnp.arange(n) < self.vocab_size
         consistent = (lik > 0) & is_data
         p = _normalise_consistent(_pad_states(x0_probs, n), consistent)
@@ -214,7 +303,7 @@ class Interpolating(Process):
         """
         x_t = self.check_x_t(x_t)
         x0_probs = _check_x0_probs(x0_probs, self.vocab_size, x_t)
-        t = _times(t, x_t)
+        t = sequence_times(t, x_t)
         w, w_sum = self._weights(x_t, x0_probs, t)
         a = self.schedule.alpha(t)[..., None, None]
         one_minus_a = self.schedule.one_minus_alpha(t)[..., None, None]
@@ -236,13 +325,13 @@ class Interpolating(Process):
         """
         x_t = self.check_x_t(x_t)
         x0_probs = _check_x0_probs(x0_probs, self.vocab_size, x_t)
-        s, t = _times(s, x_t), _times(t, x_t)
+        s, t = sequence_times(s, x_t), sequence_times(t, x_t)
         n = self.num_states
         pi = self.prior_probs()
         a_s = self.schedule.alpha(s)[..., None, None]
         r = self._alpha_ratio(s, t)[..., None, None]
         # q(x_t | x_s = j) as a function of j
-        step_lik = r * _onehot(x_t, n) + (1.0 - r) * pi[x_t][..., None]
+        step_lik = r * onehot(x_t, n) + (1.0 - r) * pi[x_t][..., None]
         if plugin:
             unnorm = step_lik * (a_s * _pad_states(x0_probs, n) + (1.0 - a_s) * pi)
             return unnorm / jnp.maximum(unnorm.sum(-1, keepdims=True), _TINY)
@@ -255,8 +344,34 @@ class Interpolating(Process):
         It is the weight of the score-entropy terms at each position.
         """
         x_t = jnp.asarray(x_t, jnp.int32)
-        t = _times(t, x_t)
+        t = sequence_times(t, x_t)
         return self.schedule.sigma_bar_prime(t)[..., None] * self.prior_probs()[x_t]
+
+    def forward_rates(self, x_t: ArrayLike, t: ArrayLike) -> Array:
+        """Forward rates R_t(x_t -> y) = sigma_bar'(t) pi_y for y != x_t: float32[..., L, N]."""
+        x_t = jnp.asarray(x_t, jnp.int32)
+        t = sequence_times(t, x_t)
+        rates = self.schedule.sigma_bar_prime(t)[..., None, None] * self.prior_probs()
+        return jnp.where(onehot(x_t, self.num_states) > 0, 0.0, rates)
+
+    def transition_likelihood(self, x_t: ArrayLike, s: ArrayLike, t: ArrayLike) -> Array:
+        """q(x_t | x_s = y) for every state y, s <= t: float32[..., L, N]."""
+        x_t = jnp.asarray(x_t, jnp.int32)
+        s, t = sequence_times(s, x_t), sequence_times(t, x_t)
+        r = self._alpha_ratio(s, t)[..., None, None]
+        return r * onehot(x_t, self.num_states) + (1.0 - r) * self.prior_probs()[x_t][..., None]
+
+    def undo_transition(self, v: ArrayLike, s: ArrayLike, t: ArrayLike) -> Array:
+        """exp(-(sigma_bar(t) - sigma_bar(s)) Q) applied to v [..., L, N]: float32[..., L, N].
+
+        The kernel from s to t is r I + (1 - r) 1 pi^T with r = a_t / a_s; its inverse is
+        (I - (1 - r) 1 pi^T) / r, so the result is (v - (1 - r) pi sum(v)) / r.
+        """
+        v = jnp.asarray(v, jnp.float32)
+        s, t = sequence_times(s, v[..., 0]), sequence_times(t, v[..., 0])
+        r = self._alpha_ratio(s, t)[..., None, None]
+        undone = v - (1.0 - r) * self.prior_probs() * v.sum(-1, keepdims=True)
+        return undone / jnp.maximum(r, _TINY)
 
     def reverse_rates(self, x_t: ArrayLike, x0_probs: ArrayLike, t: ArrayLike) -> Array:
         """Reverse CTMC rates R^_t(x_t -> y) for every y: float32[..., L, num_states].
@@ -266,7 +381,7 @@ class Interpolating(Process):
         """
         x_t = self.check_x_t(x_t)
         x0_probs = _check_x0_probs(x0_probs, self.vocab_size, x_t)
-        t = _times(t, x_t)
+        t = sequence_times(t, x_t)
         n = self.num_states
         w, w_sum = self._weights(x_t, x0_probs, t)
         pi = self.prior_probs()
@@ -277,7 +392,7 @@ class Interpolating(Process):
         ]
         uniform_part = jnp.where(pi > 0, beta_one_minus_a * pi, 0.0) * w_sum
         rates = pi[x_t][..., None] * (neg_da * w + uniform_part)
-        return jnp.where(_onehot(x_t, n) > 0, 0.0, rates)
+        return jnp.where(onehot(x_t, n) > 0, 0.0, rates)
 
 
 @pytree_dataclass
@@ -299,7 +414,7 @@ class Masking(Interpolating):
         return self.vocab_size
 
     def prior_probs(self) -> Array:
-        return _onehot(jnp.int32(self.vocab_size), self.num_states)
+        return onehot(jnp.int32(self.vocab_size), self.num_states)
 
     def prior_sample(self, key: Array, shape: tuple[int, ...]) -> Array:
         del key
@@ -322,21 +437,32 @@ class Masking(Interpolating):
         del plugin
         x_t = self.check_x_t(x_t)
         x0_probs = _check_x0_probs(x0_probs, self.vocab_size, x_t)
-        s, t = _times(s, x_t), _times(t, x_t)
+        s, t = sequence_times(s, x_t), sequence_times(t, x_t)
         one_minus_a_t = self.schedule.one_minus_alpha(t)
         unmask = (self.schedule.alpha(s) - self.schedule.alpha(t)) / one_minus_a_t
         masked = (x_t == self.mask_id)[..., None]
-        data = jnp.where(masked, unmask[..., None, None] * x0_probs, _onehot(x_t, self.vocab_size))
+        data = jnp.where(masked, unmask[..., None, None] * x0_probs, onehot(x_t, self.vocab_size))
         stay = jnp.where(
             masked, (self.schedule.one_minus_alpha(s) / one_minus_a_t)[..., None, None], 0.0
         )
         return jnp.concatenate([data, stay], axis=-1)
 
+    def unmask_rate(self, t: ArrayLike) -> Array:
+        """-a'_t / (1 - a_t): the total reverse rate out of the mask at time t, [..., 1]."""
+        return self.schedule.masking_rate(jnp.asarray(t, jnp.float32))[..., None]
+
+    def unmask_probability(self, s: ArrayLike, t: ArrayLike) -> Array:
+        """(a_s - a_t) / (1 - a_t): a masked token's chance to be decoded from t to s, [..., 1]."""
+        s, t = jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32)
+        oma_t = self.schedule.one_minus_alpha(t)
+        unmask = (oma_t - self.schedule.one_minus_alpha(s)) / jnp.maximum(oma_t, _TINY)
+        return unmask[..., None]
+
     def reverse_rates(self, x_t: ArrayLike, x0_probs: ArrayLike, t: ArrayLike) -> Array:
         """Masked tokens jump to data v at rate -a'/(1 - a) p(v); unmasked tokens never move."""
         x_t = self.check_x_t(x_t)
         x0_probs = _check_x0_probs(x0_probs, self.vocab_size, x_t)
-        t = _times(t, x_t)
+        t = sequence_times(t, x_t)
         rate = self.schedule.masking_rate(t)[..., None, None]
         masked = (x_t == self.mask_id)[..., None]
         data = jnp.where(masked, rate * x0_probs, 0.0)
@@ -408,7 +534,7 @@ def _check_vocab(vocab_size: Any) -> None:
 
 
 @pytree_dataclass
-class D3PM(Process):
+class D3PM(ProcessBase):
     """Discrete-time D3PM process with dense transition matrices.
 
     Attributes:
@@ -442,6 +568,10 @@ class D3PM(Process):
     @property
     def is_discrete_time(self) -> bool:
         return True
+
+    def prior_probs(self) -> Array:
+        """The law of x_T, float32[N]."""
+        return self.prior
 
     # -- construction -----------------------------------------------------
 
@@ -566,8 +696,9 @@ class D3PM(Process):
 
     # -- forward ----------------------------------------------------------
 
-    def _steps(self, t: ArrayLike, x: Array, name: str = "t", lo: int = 0) -> Array:
-        t = _times(t, x, jnp.int32)
+    def check_steps(self, t: ArrayLike, x: Array, name: str = "t", lo: int = 0) -> Array:
+        """``t`` as int32 step indices, one per sequence of ``x``, checked in lo..T."""
+        t = sequence_times(t, x, jnp.int32)
         arr = concrete(t)
         if arr is not None and arr.size:
             check(
@@ -580,21 +711,21 @@ class D3PM(Process):
     def marginal_probs(self, x0_probs: ArrayLike, t: ArrayLike) -> Array:
         """q(x_t | x0) averaged under ``x0_probs`` [..., L, K]: float32[..., L, N]."""
         x0_probs = _check_x0_probs(x0_probs, self.vocab_size)
-        t = self._steps(t, x0_probs[..., 0])
+        t = self.check_steps(t, x0_probs[..., 0])
         p = _pad_states(x0_probs, self.num_states)
         return jnp.einsum("...ln,...nm->...lm", p, self.qbar[t])
 
     def transition_probs(self, x_s: ArrayLike, s: ArrayLike, t: ArrayLike) -> Array:
         """q(x_t | x_s) for s <= t: float32[..., L, N]."""
         x_s = jnp.asarray(x_s, jnp.int32)
-        s, t = self._steps(s, x_s, "s"), self._steps(t, x_s)
+        s, t = self.check_steps(s, x_s, "s"), self.check_steps(t, x_s)
         between = self._between(s, t)
         return jnp.take_along_axis(between, x_s[..., None], axis=-2)
 
     def sample(self, key: Array, x0: ArrayLike, t: ArrayLike) -> Array:
         """Draws ``x_t ~ q(x_t | x0)``; x0 int32[..., L], t int32[...]: int32[..., L]."""
         x0 = self.check_x0(x0)
-        t = self._steps(t, x0)
+        t = self.check_steps(t, x0)
         probs = jnp.take_along_axis(self.qbar[t], x0[..., None], axis=-2)  # [..., L, N]
         return categorical(key, jnp.log(probs))
 
@@ -634,7 +765,7 @@ class D3PM(Process):
         """
         x_t = self.check_x_t(x_t)
         x0_probs = _check_x0_probs(x0_probs, self.vocab_size, x_t)
-        s, t = self._steps(s, x_t, "s"), self._steps(t, x_t)
+        s, t = self.check_steps(s, x_t, "s"), self.check_steps(t, x_t)
         n = self.num_states
         p = _pad_states(x0_probs, n)
         between = self._between(s, t)  # [..., N, N]

@@ -1,60 +1,41 @@
 """Samplers: pure functions ``name(key, denoiser, process, shape, *, steps, **options)``.
 
-Every sampler returns int32[B, L] (plus the trajectory with ``return_trajectory``),
-compiles to one ``lax.scan`` over steps, and draws through the tail-exact
-:func:`categorical`. ``NETWORK_CALLS`` states the network calls each makes.
+Every sampler is a step object (:class:`ddjax.samplers.driver.Step`: its per-step law,
+network calls and the process capabilities it needs) run by the one driver
+(:func:`ddjax.samplers.driver.sample`), which compiles to one ``lax.scan`` over steps and
+draws through the tail-exact :func:`categorical`. A new sampler is one file with its
+step class and ``driver.public(...)``, registered in :data:`STEPS` below.
 """
 
-from ddjax.samplers.ancestral import ancestral
-from ddjax.samplers.categorical import categorical, gumbel
-from ddjax.samplers.ctmc import (
-    euler,
-    predictor_corrector,
-    tau_leaping,
-    theta_rk2,
-    theta_trapezoidal,
-    tweedie,
+from ddjax.random import categorical, gumbel
+from ddjax.samplers import driver, transforms
+from ddjax.samplers.ancestral import Ancestral, ancestral
+from ddjax.samplers.confidence import Confidence, confidence
+from ddjax.samplers.euler import Euler, euler
+from ddjax.samplers.first_hitting import FirstHitting, first_hitting
+from ddjax.samplers.flow import DfmEuler, dfm_euler
+from ddjax.samplers.remdm import Remdm, remdm
+from ddjax.samplers.tau_leaping import PredictorCorrector, TauLeaping, predictor_corrector, tau_leaping
+from ddjax.samplers.theta import ThetaRK2, ThetaTrapezoidal, theta_rk2, theta_trapezoidal
+from ddjax.samplers.transforms import temperature, top_k, top_p
+from ddjax.samplers.tweedie import Tweedie, tweedie
+
+# The one registry: every sampler's step class.
+STEPS: tuple[type[driver.Step], ...] = (
+    Ancestral,
+    Euler,
+    TauLeaping,
+    Tweedie,
+    PredictorCorrector,
+    ThetaTrapezoidal,
+    ThetaRK2,
+    DfmEuler,
+    FirstHitting,
+    Remdm,
+    Confidence,
 )
-from ddjax.samplers.flow import dfm_euler
-from ddjax.samplers.masked import confidence, first_hitting, remdm
 
-# Samplers of the masking process only (they raise TypeError for other processes).
-MASKING_ONLY: tuple[str, ...] = ("first_hitting", "remdm", "confidence")
-
-# Network calls per step; first_hitting makes one call per unmasked token (L in all,
-# or L / k with k tokens per call) whatever ``steps`` is.
-NETWORK_CALLS: dict[str, str] = {
-    "ancestral": "1 per step (fewer with time_independent=True: none when nothing changed)",
-    "euler": "1 per step",
-    "tau_leaping": "1 per step",
-    "tweedie": "1 per step",
-    "predictor_corrector": "1 + n_corrector per step, 1 for the final denoising step",
-    "theta_trapezoidal": "2 per step, 1 for the final denoising step",
-    "theta_rk2": "2 per step, 1 for the final denoising step",
-    "dfm_euler": "1 per step",
-    "first_hitting": "L / tokens_per_call in all (steps ignored)",
-    "remdm": "1 per step",
-    "confidence": "1 per step",
-}
-
-
-def network_calls(name: str, steps: int, seq_len: int, **options: int) -> int:
-    """The number of denoiser calls sampler ``name`` makes for ``steps`` and length L.
-
-    The last step of every sampler lands on t = 0 with one denoising call.
-    """
-    if name == "first_hitting":
-        per_call = options.get("tokens_per_call", 1)
-        return -(-seq_len // per_call)
-    if name == "predictor_corrector":
-        return (steps - 1) * (1 + options.get("n_corrector", 1)) + 1
-    if name in ("theta_trapezoidal", "theta_rk2"):
-        return 2 * (steps - 1) + 1
-    if name in NETWORK_CALLS:
-        return steps
-    raise ValueError(f"unknown sampler {name!r}; known: {sorted(NETWORK_CALLS)}")
-
-
+STEP_CLASSES: dict[str, type[driver.Step]] = {cls.name: cls for cls in STEPS}
 SAMPLERS = {
     "ancestral": ancestral,
     "euler": euler,
@@ -68,13 +49,40 @@ SAMPLERS = {
     "remdm": remdm,
     "confidence": confidence,
 }
+assert set(SAMPLERS) == set(STEP_CLASSES)
+
+# Samplers of masking processes only (they raise TypeError for other processes).
+MASKING_ONLY: tuple[str, ...] = tuple(c.name for c in STEPS if "mask" in c.needs)
+
+# Network calls per step, in words (network_calls gives the numbers).
+NETWORK_CALLS: dict[str, str] = {c.name: c.calls_doc for c in STEPS}
+
+
+def network_calls(name: str, steps: int, seq_len: int, **options: object) -> int:
+    """The number of denoiser calls sampler ``name`` makes for ``steps`` and length L.
+
+    ``options`` are the sampler's own (e.g. n_corrector, tokens_per_call). The last step
+    of every sampler lands on t = 0 with one denoising call.
+    """
+    if name not in STEP_CLASSES:
+        raise ValueError(f"unknown sampler {name!r}; known: {sorted(STEP_CLASSES)}")
+    return STEP_CLASSES[name](**options).network_calls(steps, seq_len)
+
 
 __all__ = [
     *SAMPLERS,
+    *(c.__name__ for c in STEPS),
     "categorical",
     "gumbel",
+    "temperature",
+    "top_k",
+    "top_p",
+    "driver",
+    "transforms",
     "MASKING_ONLY",
     "NETWORK_CALLS",
     "network_calls",
     "SAMPLERS",
+    "STEPS",
+    "STEP_CLASSES",
 ]

@@ -1,213 +1,124 @@
 """Ancestral sampling: each step draws x_s from the posterior mixture
-sum_k p(k) q(x_s | x_t, x0 = k) (design.md 5.3).
+sum_k p(k) q(x_s | x_t, x0 = k) (design.md 5.3), ``process.posterior_probs``.
 
-Works for every process: the interpolating family on a continuous time grid and
-D3PM over its T steps (or an even stride of them). For masking it is MDLM's
-sampler with SUBS carry-over. For a time-independent denoiser (RADD) a step in
-which no token changed reuses the previous prediction instead of calling the
-network, as MDLM/RADD caching does.
-
-For :class:`~ddjax.processes.Masking` the step is drawn in its factorised form
-(:func:`ddjax.samplers.masked.masking_update`): a Bernoulli per masked position with
-probability (a_s - a_t) / (1 - a_t), then a token from p only where one is decoded,
-with the x0 transforms applied to those rows. That is the same law as the
-posterior over K + 1 states, without a [B, L, K + 1] draw per step (at large
-vocabularies only the decoded rows are gathered). The last step decodes every
-remaining mask.
+Works for every process, continuous or discrete time (D3PM over its T steps or an even
+stride of them). For masking it is MDLM's sampler with SUBS carry-over. For a process
+with the masking capabilities (``mask_id`` and ``unmask_probability``) the step is drawn
+in its factorised form (:func:`ddjax.samplers.masking.masking_update`): a Bernoulli per
+masked position, then a token only where one is decoded, with the row transforms on
+those rows: the same law as the posterior over K + 1 states without a [B, L, K + 1]
+draw per step. A time-independent denoiser (RADD) lets a step in which no token changed
+reuse the last prediction instead of calling the network.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 
-from ddjax.processes import Masking, Process
-from ddjax.samplers import _common, ctmc, masked
+from ddjax._struct import check
+from ddjax.random import draw_from_probs
+from ddjax.samplers import driver, masking
 
-__all__ = ["ancestral"]
-
-# (key, x, log_probs, t, s, last) -> x: one reverse step given the denoiser's output.
-UpdateFn = Callable[[Array, Array, Array, Array, Array, bool], Array]
+__all__ = ["Ancestral", "ancestral"]
 
 
-def ancestral(
-    key: Array,
-    denoiser: _common.Denoiser,
-    process: Process,
-    shape: tuple[int, int],
-    *,
-    steps: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    fixed: Any = None,
-    final_step: str = "sample",
-    return_trajectory: bool = False,
-    time_independent: bool = False,
-    plugin: bool = False,
-    t_max: float = 1.0,
-    draw_capacity: int | None = None,
-    gumbel_bits: int | str = 32,
-) -> Array | tuple[Array, Array]:
-    """Samples ``shape`` = (B, L) tokens with ``steps`` posterior-mixture steps.
+@dataclasses.dataclass(frozen=True)
+class Ancestral(driver.PositionLaw):
+    """Ancestral (posterior-mixture) steps, for every process.
 
-    Args:
-      key: PRNG key.
-      denoiser: ``(x_t int32[B, L], t float32[B]) -> log p(x0 | x_t)`` float32[B, L, K]
-        (``t`` int32[B] for D3PM).
-      process: the forward process the denoiser was trained for.
-      shape: (B, L).
-      steps: number of steps (one network call each; fewer with ``time_independent``).
-      temperature, top_k, top_p: applied to the x0 distribution.
-      fixed: int32[B, L], -1 where free: tokens to hold (prompts, infilling).
-      final_step: "sample" or "argmax" for the step that lands on t = 0.
-      return_trajectory: also return the state after every step, int32[steps, B, L].
-      time_independent: the denoiser ignores t (RADD); reuse its output when x is unchanged.
-      plugin: use the papers' plug-in posterior (D3PM / UDLM) instead of the mixture.
-      t_max: start time (continuous time only).
-      draw_capacity: masking only: rows gathered per step for the token draws (see
-        :func:`ddjax.samplers.masked.draw_at`); None picks one for large vocabularies.
-      gumbel_bits: resolution of the categorical draws (:func:`categorical`): 32, 64, or
-        "float32" to reproduce Zheng et al.'s bias only: JAX's truncated float32 Gumbel
-        in one joint draw over the K + 1 posterior classes (mask included), as the
-        reference implementations draw, instead of the factorised masking update.
-    Returns:
-      int32[B, L] samples (and the trajectory).
+    Options:
+      time_independent: the denoiser ignores t (RADD): reuse its output when x is unchanged.
+      plugin: the papers' plug-in posterior (D3PM / UDLM) instead of the mixture.
+      draw_capacity: masking fast path: rows gathered per step for the token draws
+        (:func:`ddjax.samplers.masking.draw_at`); None picks one for large vocabularies.
+      gumbel_bits: resolution of the categorical draws: 32, 64, or "float32" to
+        reproduce Zheng et al.'s bias only (JAX's truncated float32 Gumbel in one joint
+        draw over the K + 1 posterior classes, as the reference implementations draw).
     """
-    fixed = _common.check_common(process, shape, steps, fixed, final_step, temperature)
-    masked._check_capacity(draw_capacity)
-    k_init, k_loop = jax.random.split(key)
-    x_init = _common.initial_state(k_init, process, shape, fixed)
-    grid = _common.time_grid(process, steps, t_max=t_max)
 
-    # A denoiser may carry its own reverse step (guidance.cfg(mode="posterior")).
-    own_posterior = getattr(denoiser, "mode", None) == "posterior"
+    time_independent: bool = False
+    plugin: bool = False
+    draw_capacity: int | None = None
+    gumbel_bits: int | str = 32
 
-    # "float32" reproduces the reference draw: one (K + 1)-way Gumbel-max per position
-    reference_draw = gumbel_bits == "float32"
-    if isinstance(process, Masking) and not own_posterior and not reference_draw:
-        # the x0 transforms act on the decoded rows inside masking_update
-        denoise = denoiser
-        update = _masking_update(
-            process,
-            steps,
-            t_max,
-            shape[1],
-            temperature,
-            top_k,
-            top_p,
-            draw_capacity,
-            final_step,
-            gumbel_bits,
-        )
-    else:
-        denoise = _common.wrap_denoiser(denoiser, temperature, top_k, top_p)
-
-        def update(k: Array, x: Array, log_probs: Array, t: Array, s: Array, last: bool) -> Array:
-            probs = process.posterior_probs(x, jnp.exp(log_probs), s, t, plugin=plugin)
-            return ctmc.draw(k, probs, last and final_step == "argmax", gumbel_bits)
-
-    def make_step(last: bool) -> _common.StepFn:
-        def step(k: Array, x: Array, t: Array, s: Array) -> Array:
-            if own_posterior:
-                probs = denoiser.posterior_probs(process, x, s, t)
-                return ctmc.draw(k, probs, last and final_step == "argmax", gumbel_bits)
-            return update(k, x, denoise(x, t), t, s, last)
-
-        return step
-
-    if not time_independent or own_posterior:
-        return _common.run_loop(
-            k_loop,
-            x_init,
-            grid,
-            make_step(False),
-            make_step(True),
-            fixed,
-            return_trajectory,
-        )
-    return _cached(k_loop, denoise, update, x_init, grid, fixed, return_trajectory)
-
-
-def _masking_update(
-    process: Masking,
-    steps: int,
-    t_max: float,
-    length: int,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    draw_capacity: int | None,
-    final_step: str,
-    bits: int | str = 32,
-) -> UpdateFn:
-    """The factorised masking step ``(k, x, log_probs, t, s, last) -> x``."""
-    sched = process.schedule
-    capacity = draw_capacity
-    if capacity is None:
-        with jax.ensure_compile_time_eval():
-            grid = jnp.asarray(np.linspace(t_max, 0.0, steps + 1), jnp.float32)
-            one_minus_a = np.asarray(sched.one_minus_alpha(grid))
-            expected = float(np.max(one_minus_a[:-1] - one_minus_a[1:])) * length
-        capacity = masked._auto_capacity(expected, length, process.vocab_size)
-    transform = masked._transform(temperature, top_k, top_p)
-
-    def update(k: Array, x: Array, log_probs: Array, t: Array, s: Array, last: bool) -> Array:
-        oma_t = sched.one_minus_alpha(t)[:, None]
-        unmask = (oma_t - sched.one_minus_alpha(s)[:, None]) / jnp.maximum(oma_t, 1e-30)
-        if last:  # decode every remaining mask (alpha(0) may fall short of 1)
-            unmask = jnp.ones_like(unmask)
-        return masked.masking_update(
-            k,
-            x,
-            log_probs,
-            unmask,
-            process.mask_id,
-            capacity=capacity,
-            argmax=last and final_step == "argmax",
-            transform=transform,
-            bits=bits,
-        )[0]
-
-    return update
-
-
-def _cached(
-    key: Array,
-    denoise: _common.Denoiser,
-    update: UpdateFn,
-    x: Array,
-    grid: Array,
-    fixed: Array | None,
-    return_trajectory: bool,
-) -> Array | tuple[Array, Array]:
-    """Ancestral steps that call the network only when the state changed.
-
-    The keys and the step are those of the uncached loop, so for a denoiser that
-    really ignores t the output is the same sample for the same key.
-    """
-    batch = x.shape[0]
-    times = jnp.broadcast_to(grid[:, None], (grid.shape[0], batch))
-    keys = jax.random.split(key, grid.shape[0] - 1)
-    log_probs0 = denoise(x, times[0])
-
-    def step(carry: tuple[Array, Array, Array], inputs: tuple[Array, Array, Array]):
-        x, log_probs, changed = carry
-        k, t, s = inputs
-        log_probs = jax.lax.cond(changed, lambda: denoise(x, t), lambda: log_probs)
-        x_new = _common.clamp(update(k, x, log_probs, t, s, False), fixed)
-        return (x_new, log_probs, jnp.any(x_new != x)), (x_new if return_trajectory else None)
-
-    (x, log_probs, changed), traj = jax.lax.scan(
-        step, (x, log_probs0, jnp.array(False)), (keys[:-1], times[:-2], times[1:-1])
+    name: ClassVar[str] = "ancestral"
+    needs: ClassVar[tuple[str, ...]] = ()
+    calls_doc: ClassVar[str] = (
+        "1 per step (fewer with time_independent=True: none when nothing changed)"
     )
-    log_probs = jax.lax.cond(changed, lambda: denoise(x, times[-2]), lambda: log_probs)
-    x = _common.clamp(update(keys[-1], x, log_probs, times[-2], times[-1], True), fixed)
-    if not return_trajectory:
-        return x
-    return x, jnp.concatenate([traj, x[None]], axis=0)
+
+    def validate(self, process: Any, shape: tuple[int, int], steps: int | None) -> None:
+        masking.check_capacity(self.draw_capacity)
+        check(
+            self.gumbel_bits in (32, 64, "float32"),
+            f"gumbel_bits must be 32, 64 or 'float32', got {self.gumbel_bits!r}",
+        )
+
+    def _own_posterior(self, ctx: driver.Context) -> bool:
+        # A denoiser may carry its own reverse step (guidance.cfg(mode="posterior")).
+        return getattr(ctx.raw, "mode", None) == "posterior"
+
+    def _fast(self, ctx: driver.Context) -> bool:
+        return (
+            masking.has_fast_path(ctx.process)
+            and not self._own_posterior(ctx)
+            and self.gumbel_bits != "float32"
+        )
+
+    def law(self, ctx: driver.Context, x: Array, t: Array, s: Array) -> Array:
+        if self._own_posterior(ctx):
+            return ctx.raw.posterior_probs(ctx.process, x, s, t)
+        return ctx.process.posterior_probs(x, ctx.x0_probs(x, t), s, t, plugin=self.plugin)
+
+    def transition_matrix(
+        self, ctx: driver.Context, states: Array, t: Array, s: Array, last: bool = False
+    ) -> Array:
+        return driver.product_law(self.law(ctx, states, t, s), states)
+
+    def init(self, ctx: driver.Context, x: Array) -> Any:
+        if not self.time_independent or self._own_posterior(ctx):
+            return None
+        # (the last prediction, whether x changed since): the first step always calls
+        return jnp.zeros((*x.shape, ctx.process.vocab_size), jnp.float32), jnp.array(True)
+
+    def update(
+        self, key: Array, ctx: driver.Context, x: Array, log_probs: Array, t: Array, s: Array,
+        last: bool,
+    ) -> Array:  # fmt: skip
+        """One step given the checked denoiser output ``log_probs`` (before row transforms)."""
+        argmax = last and ctx.argmax
+        if self._fast(ctx):
+            unmask = ctx.process.unmask_probability(s, t)
+            if last:  # decode every remaining mask (alpha(0) may fall short of 1)
+                unmask = jnp.ones_like(unmask)
+            capacity = masking.step_capacity(ctx, self.draw_capacity)
+            return masking.masking_update(
+                key, x, log_probs, unmask, ctx.process.mask_id, capacity=capacity,
+                argmax=argmax, transform=ctx.rows, bits=self.gumbel_bits,
+            )[0]  # fmt: skip
+        if self._own_posterior(ctx):
+            probs = ctx.raw.posterior_probs(ctx.process, x, s, t)
+        else:
+            x0 = jnp.exp(ctx.rows(log_probs))
+            probs = ctx.process.posterior_probs(x, x0, s, t, plugin=self.plugin)
+        return draw_from_probs(key, probs, argmax, self.gumbel_bits)
+
+    def step(
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+    ) -> tuple[Array, Any]:
+        if self._own_posterior(ctx):
+            return self.update(key, ctx, x, None, t, s, last), aux
+        if aux is None:
+            return self.update(key, ctx, x, ctx.base(x, t), t, s, last), aux
+        cached, changed = aux
+        log_probs = jax.lax.cond(changed, lambda: ctx.base(x, t), lambda: cached)
+        x_new = driver.clamp(self.update(key, ctx, x, log_probs, t, s, last), ctx.fixed)
+        return x_new, (log_probs, jnp.any(x_new != x))
+
+
+ancestral = driver.public(Ancestral)

@@ -30,30 +30,34 @@ restricted x0 distribution), as in :mod:`ddjax.samplers.ctmc`.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import jax.numpy as jnp
 from jax import Array
 
-from ddjax._struct import check
-from ddjax.processes import Interpolating, Process
-from ddjax.samplers import _common
-from ddjax.samplers.ctmc import draw, run
+from ddjax._struct import check, concrete
+from ddjax.samplers import driver
 
-__all__ = ["dfm_euler"]
+__all__ = ["DfmEuler", "dfm_euler", "dfm_probs", "JUMPS"]
 
 JUMPS = ("exact", "exponential", "euler")
 _TINY = 1e-30
 
 
-def _dfm_probs(
-    process: Interpolating,
-    denoise: _common.Denoiser,
+def _is_zero(value: Any) -> bool:
+    arr = concrete(value)
+    return arr is not None and float(arr) == 0.0
+
+
+def dfm_probs(
+    process: Any,
+    x0_probs: Array,
     x: Array,
     t: Array,
     s: Array,
     jump: str,
-    corrector: float,
+    corrector: Any,
 ) -> Array:
     """The per-position law of one DFM step t -> s: float32[B, L, N].
 
@@ -63,7 +67,7 @@ def _dfm_probs(
     n = process.num_states
     sched = process.schedule
     # p~: the x0 distribution restricted to tokens consistent with x, over all N states
-    data = process.posterior_probs(x, jnp.exp(denoise(x, t)), jnp.zeros_like(t), t)
+    data = process.posterior_probs(x, x0_probs, jnp.zeros_like(t), t)
     a_t, a_s = sched.alpha(t), sched.alpha(s)
     h = t - s
     neg_da = -sched.alpha_prime(t)
@@ -75,8 +79,8 @@ def _dfm_probs(
     else:
         hazard_data = (1.0 + corrector) * h * neg_da / jnp.maximum(sched.one_minus_alpha(t), _TINY)
     hazard_data = hazard_data[:, None, None]
-    if corrector > 0:
-        pi = process.prior_probs()
+    pi = process.prior_probs()
+    if not _is_zero(corrector):
         # posterior probability that x is still the data token: a_t p~(x) / q_t(x | x)
         p_x = jnp.take_along_axis(data, x[..., None], axis=-1)
         lik = a_t[:, None, None] + (1.0 - a_t[:, None, None]) * pi[x][..., None]
@@ -87,7 +91,6 @@ def _dfm_probs(
             log_ratio = h * neg_da / jnp.maximum(a_t, _TINY)
         hazard_src = corrector * log_ratio[:, None, None] * clean
     else:
-        pi = None
         hazard_src = jnp.zeros_like(hazard_data)
     total = hazard_data + hazard_src
     if jump == "euler":
@@ -96,65 +99,37 @@ def _dfm_probs(
         p_event = -jnp.expm1(-total)
     share = p_event / jnp.maximum(total, _TINY)
     probs = share * hazard_data * data
-    if pi is not None:
-        probs = probs + share * hazard_src * pi
+    probs = probs + share * hazard_src * pi
     stay = jnp.clip(1.0 - p_event, 0.0, 1.0)
     return probs + stay * (x[..., None] == jnp.arange(n)).astype(jnp.float32)
 
 
-def dfm_euler(
-    key: Array,
-    denoiser: _common.Denoiser,
-    process: Process,
-    shape: tuple[int, int],
-    *,
-    steps: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    fixed: Any = None,
-    final_step: str = "sample",
-    return_trajectory: bool = False,
-    t_max: float = 1.0,
-    jump: str = "exact",
-    corrector: float = 0.0,
-) -> Array | tuple[Array, Array]:
+@dataclasses.dataclass(frozen=True)
+class DfmEuler(driver.PositionLaw):
     """Discrete flow matching sampling (Gat et al. 2024) with an optional corrector.
 
-    Each step: per position, with the jump probability of ``jump`` ("exact",
-    "exponential" or Gat et al.'s "euler"; see the module docstring) replace the token
-    by a draw x0 ~ p(x0 | x_t); with ``corrector`` = beta > 0 the data velocity is
-    scaled by 1 + beta and a source velocity of weight beta is added. One network call
-    per step.
+    Each step: per position, with the jump probability of ``jump`` replace the token by
+    a draw x0 ~ p(x0 | x_t); with ``corrector`` = beta > 0 the data velocity is scaled by
+    1 + beta and a source velocity of weight beta is added (module docstring). One
+    network call per step. Needs a mixture-path process (``schedule``, ``prior_probs``).
 
-    Args:
-      key: PRNG key.
-      denoiser: ``(x_t int32[B, L], t float32[B]) -> log p(x0 | x_t)`` float32[B, L, K].
-      process: Masking, Uniform or MarginalPrior (continuous time).
-      shape: (B, L).
-      steps: number of grid intervals from t_max to 0; the last is the denoising step.
-      temperature, top_k, top_p: applied to the x0 distribution.
-      fixed: int32[B, L], -1 where free: tokens to hold (prompts, infilling).
-      final_step: "sample" or "argmax" for the step that lands on t = 0.
-      return_trajectory: also return the state after every step, int32[steps, B, L].
-      t_max: start time (the state starts from the prior).
+    Options:
       jump: "exact" (default), "exponential" or "euler".
-      corrector: the corrector weight beta >= 0 (default 0: no corrector).
-    Returns:
-      int32[B, L] samples (and the trajectory).
+      corrector: the corrector weight beta >= 0 (default 0: no corrector; may be traced).
     """
-    check(jump in JUMPS, f"jump must be one of {JUMPS}, got {jump!r}")
-    check(corrector >= 0, f"corrector must be >= 0, got {corrector}")
-    corrector = float(corrector)
 
-    def make_step(denoise: _common.Denoiser, fixed: Array | None) -> _common.StepFn:
-        def step(k: Array, x: Array, t: Array, s: Array) -> Array:
-            return draw(k, _dfm_probs(process, denoise, x, t, s, jump, corrector))
+    jump: str = "exact"
+    corrector: float = 0.0
 
-        return step
+    name: ClassVar[str] = "dfm_euler"
+    needs: ClassVar[tuple[str, ...]] = ("continuous_time", "schedule", "prior_probs")
 
-    return run(
-        key, denoiser, process, shape, "dfm_euler", make_step, steps=steps,
-        temperature=temperature, top_k=top_k, top_p=top_p, fixed=fixed,
-        final_step=final_step, return_trajectory=return_trajectory, t_max=t_max,
-    )  # fmt: skip
+    def validate(self, process: Any, shape: tuple[int, int], steps: int | None) -> None:
+        check(self.jump in JUMPS, f"jump must be one of {JUMPS}, got {self.jump!r}")
+        driver.check_number("corrector", self.corrector, 0.0)
+
+    def law(self, ctx: driver.Context, x: Array, t: Array, s: Array) -> Array:
+        return dfm_probs(ctx.process, ctx.x0_probs(x, t), x, t, s, self.jump, self.corrector)
+
+
+dfm_euler = driver.public(DfmEuler)

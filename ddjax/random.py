@@ -1,4 +1,6 @@
-"""Categorical draws that keep the Gumbel tail.
+"""Categorical draws that keep the Gumbel tail, and the exact two-stage draw.
+
+This is core code: processes, the oracle and every sampler draw through it.
 
 Gumbel-max draws ``argmax(logits + G)`` with ``G = -log E``, ``E ~ Exp(1)``. A
 class far in the tail wins only when its ``E`` is tiny, so the resolution of the
@@ -14,16 +16,33 @@ is 2**-33 (2**-65), which puts the cap at 22.9 (45.1) nats. The truncated mass o
 a class is then at most exp(-22.9) ~ 1e-10 of its own probability (3e-20 with
 ``bits=64``). No float64 mode is needed, and the cost is one (two) random words
 per class, the same as ``jax.random.categorical``'s one.
+
+Large vocabularies use :func:`draw_tokens`'s exact two-stage draw (a group of about
+sqrt(K) classes, then a class within it), about 2 sqrt(K) random words per row
+instead of K, both stages through :func:`categorical`.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
-__all__ = ["categorical", "gumbel", "gumbel_float32_truncated"]
+__all__ = [
+    "categorical",
+    "gumbel",
+    "gumbel_float32_truncated",
+    "two_stage",
+    "draw_tokens",
+    "draw_from_probs",
+    "TWO_STAGE_MIN_VOCAB",
+]
+
+# Vocabularies at least this large are drawn with the two-stage draw.
+TWO_STAGE_MIN_VOCAB = 2048
 
 _TWO_M32 = 2.0**-32
 
@@ -78,7 +97,9 @@ def categorical(key: Array, logits: ArrayLike, axis: int = -1, *, bits: int | st
       key: PRNG key.
       logits: float array; ``-inf`` entries are never drawn.
       axis: the class axis.
-      bits: random bits per class, 32 (default, tail kept to 1e-10 relative) or 64;
+      bits: random bits per class, 32 (default: Gumbel values up to 22.9 nats, so a
+        class trailing the best by more than that is never drawn; its probability is
+        then below e^-22.9 ~ 1e-10, an absolute bound) or 64 (45.1 nats);
         "float32" uses JAX's truncated float32 Gumbel, only to reproduce its bias.
 
     Returns:
@@ -90,3 +111,64 @@ def categorical(key: Array, logits: ArrayLike, axis: int = -1, *, bits: int | st
     else:
         g = gumbel(key, logits.shape, bits)
     return jnp.argmax(logits + g, axis=axis).astype(jnp.int32)
+
+
+def two_stage(key: Array, log_probs: Array, bits: int | str = 32) -> Array:
+    """Exact draw from softmax(log_probs) over the last axis: a group, then a class in it.
+
+    The K classes are split into groups of ``S = isqrt(K)`` consecutive ids (the last
+    group may be shorter). Stage 1 draws a group from the group masses, stage 2 a class
+    from the chosen group's S logits: about 2 sqrt(K) random words instead of K, and one
+    pass over the logits.
+
+    Args:
+      log_probs: float32[..., K] (unnormalised is fine).
+    Returns:
+      int32[...].
+    """
+    k = log_probs.shape[-1]
+    size = max(1, math.isqrt(k))
+    groups = k // size
+    batch = log_probs.shape[:-1]
+    top = jax.lax.stop_gradient(jnp.max(log_probs, axis=-1, keepdims=True))
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    lead = log_probs[..., : groups * size].reshape(*batch, groups, size)
+    group_logits = jnp.log(jnp.exp(lead - top[..., None]).sum(-1)) + top
+    if groups * size < k:
+        tail = jax.nn.logsumexp(log_probs[..., groups * size :], axis=-1, keepdims=True)
+        group_logits = jnp.concatenate([group_logits, tail], axis=-1)
+    k_group, k_token = jax.random.split(key)
+    g = categorical(k_group, group_logits, bits=bits)
+    idx = g[..., None] * size + jnp.arange(size, dtype=jnp.int32)
+    within = jnp.take_along_axis(log_probs, jnp.minimum(idx, k - 1), axis=-1)
+    within = jnp.where(idx < k, within, -jnp.inf)
+    return g * size + categorical(k_token, within, bits=bits)
+
+
+def draw_tokens(
+    key: Array,
+    log_probs: Array,
+    argmax: bool = False,
+    two_stage_draw: bool | None = None,
+    bits: int | str = 32,
+) -> Array:
+    """One class per row of ``log_probs`` float32[..., K]: int32[...].
+
+    Args:
+      argmax: take the mode instead of drawing.
+      two_stage_draw: use :func:`two_stage`; None picks it for K >= TWO_STAGE_MIN_VOCAB
+        (never for bits="float32", which reproduces JAX's one-stage truncated draw).
+      bits: the Gumbel resolution of :func:`categorical`.
+    """
+    if argmax:
+        return jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
+    if two_stage_draw is None:
+        two_stage_draw = log_probs.shape[-1] >= TWO_STAGE_MIN_VOCAB and bits != "float32"
+    if two_stage_draw:
+        return two_stage(key, log_probs, bits)
+    return categorical(key, log_probs, bits=bits)
+
+
+def draw_from_probs(key: Array, probs: Array, argmax: bool = False, bits: int | str = 32) -> Array:
+    """A draw (or the argmax) from per-position probabilities float32[..., N]: int32[...]."""
+    return draw_tokens(key, jnp.log(jnp.maximum(probs, 0.0)), argmax, bits=bits)

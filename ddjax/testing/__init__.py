@@ -20,8 +20,9 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from ddjax._struct import check
-from ddjax.processes import Process, _onehot
-from ddjax.samplers.categorical import categorical
+from ddjax.arrays import onehot
+from ddjax.processes import Process
+from ddjax.random import categorical
 
 __all__ = [
     "ExactTarget",
@@ -31,6 +32,8 @@ __all__ = [
     "kl",
     "tv_floor",
     "JointTarget",
+    "ExactLaw",
+    "exact_law",
 ]
 
 Denoiser = Callable[[Array, Array], Array]
@@ -126,7 +129,7 @@ class ExactTarget:
         For D3PM processes ``t`` is the int32 step index.
         """
         posterior = self.posterior(process)
-        onehots = _onehot(self.sequences, self.vocab_size)  # [S, L, K]
+        onehots = onehot(self.sequences, self.vocab_size)  # [S, L, K]
 
         def fn(x_t: Array, t: Array) -> Array:
             post = posterior(x_t, t)
@@ -299,3 +302,8 @@ class JointTarget:
             return jax.nn.logsumexp(log_post + log_pc_given_x[None, :], axis=-1)
 
         return fn
+
+
+# The exact output laws of samplers (imports the samplers, so it comes last).
+from ddjax.testing import exact_law  # noqa: E402
+from ddjax.testing.exact_law import ExactLaw  # noqa: E402

@@ -1,0 +1,83 @@
+"""MaskGIT confidence decoding (Chang et al. 2022), masking processes only."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from ddjax.arrays import take_last
+from ddjax.random import draw_tokens, gumbel
+from ddjax.samplers import driver
+
+__all__ = ["Confidence", "confidence"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Confidence(driver.Step):
+    """MaskGIT decoding: keep the most confident sampled tokens, cosine count schedule.
+
+    At step i (0-based) every masked position gets a token drawn from the x0
+    distribution; its confidence is the token's log-probability plus
+    ``noise_scale * (1 - (i + 1) / steps)`` times Gumbel noise. The most confident are
+    kept and the rest re-masked so that ``floor(n cos(pi/2 (i + 1) / steps))`` positions
+    stay masked (n = the number of free positions), with at least one new token per
+    step; the last step fills every mask (``final_step="argmax"``: with the mode). The
+    denoiser sees the time whose masked fraction 1 - alpha(t) equals the current one.
+
+    This is a heuristic, not a sampler of the model's law: picking the most confident
+    tokens favours likely ones. With a very large ``noise_scale`` the order becomes
+    uniformly random and, at one token per step, the law is exact.
+
+    Options:
+      noise_scale: scale of the Gumbel noise on the confidences (MaskGIT's choice
+        temperature, 4.5 in its paper; 0 keeps the pure confidence order).
+    """
+
+    noise_scale: float = 0.0
+
+    name: ClassVar[str] = "confidence"
+    needs: ClassVar[tuple[str, ...]] = ("continuous_time", "mask", "schedule")
+
+    def validate(self, process: Any, shape: tuple[int, int], steps: int | None) -> None:
+        driver.check_number("noise_scale", self.noise_scale, 0.0)
+
+    def init(self, ctx: driver.Context, x: Array) -> Any:
+        return jnp.int32(0)
+
+    def step(
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+    ) -> tuple[Array, Any]:
+        del t, s
+        i, steps = aux, ctx.steps
+        b, l = x.shape
+        free = ctx.fixed is None
+        n_free = (jnp.full((b,), l) if free else (ctx.fixed < 0).sum(-1)).astype(jnp.float32)
+        masked = x == ctx.process.mask_id
+        n_masked = masked.sum(-1)
+        frac = n_masked / jnp.maximum(n_free, 1.0)
+        t_net = jnp.clip(ctx.process.schedule.t_of_alpha(1.0 - frac), 0.0, 1.0)
+        log_probs = ctx.denoise(x, t_net)
+        k_tok, k_noise = jax.random.split(key)
+        tokens = draw_tokens(k_tok, log_probs, argmax=last and ctx.argmax)
+        score = take_last(log_probs, tokens)
+        ratio = (i + 1).astype(jnp.float32) / steps
+        score = score + self.noise_scale * (1.0 - ratio) * gumbel(k_noise, x.shape)
+        score = jnp.where(masked, score, -jnp.inf)
+        # masked count after this step; the small slack keeps exact integers exact
+        target = jnp.floor(n_free * jnp.cos(0.5 * math.pi * ratio) + 1e-3).astype(jnp.int32)
+        if last:
+            target = jnp.zeros_like(target)
+        n_next = jnp.clip(jnp.minimum(n_masked - 1, target), 0)
+        n_decode = n_masked - n_next
+        order = jnp.argsort(-score, axis=-1, stable=True)
+        rank = jnp.argsort(order, axis=-1)
+        decode = masked & (rank < n_decode[:, None])
+        return jnp.where(decode, tokens, x), i + 1
+
+
+confidence = driver.public(Confidence)

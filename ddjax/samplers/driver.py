@@ -1,0 +1,453 @@
+"""The one sampling driver, and the step protocol every sampler implements.
+
+A sampler is a :class:`Step`: a frozen dataclass of its own options with
+
+* ``name``, ``needs`` (the process capabilities it uses, :data:`ddjax.processes.CAPABILITIES`
+  plus ``"continuous_time"`` / ``"mask"``), ``calls_doc`` (its network calls, in words);
+* ``network_calls(steps, length)`` and ``iterations(steps, length)`` (loop length);
+* ``init(ctx, x)`` (extra loop state, default None) and
+  ``step(key, ctx, x, aux, t, s, last) -> (x, aux)``, one draw from t to s < t;
+* for samplers whose step is one law per position, ``law(ctx, x, t, s)`` (the
+  per-position law float32[B, L, N]) and ``transition_matrix``, which the exact-law
+  tool (:mod:`ddjax.testing.exact_law`) multiplies over the grid.
+
+:func:`sample` does the rest once for all of them: checks (shape, steps, the options
+every sampler shares, the process's capabilities), the denoiser contract and its
+transforms, the time grid, the prior draw, ``fixed`` tokens, one ``lax.scan`` whose
+body is traced once (so the program does not grow with ``steps``), a separately traced
+last step that lands on t = 0, the trajectory, ``shard_map`` varying-axis typing and
+the ``checkify`` debug mode. :func:`public` turns a step class into the public
+function ``name(key, denoiser, process, shape, *, steps, **options)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+from jax.experimental import checkify
+
+from ddjax._struct import check, concrete
+from ddjax._validation import validate_tokens
+from ddjax.processes import require
+from ddjax.random import draw_from_probs
+from ddjax.samplers import transforms
+
+__all__ = [
+    "Context",
+    "Step",
+    "PositionLaw",
+    "sample",
+    "context",
+    "public",
+    "time_grid",
+    "clamp",
+    "product_law",
+    "check_number",
+    "COMMON_OPTIONS",
+    "auto_capacity",
+    "max_decoded",
+]
+
+# The options every sampler takes, with their defaults.
+COMMON_OPTIONS: dict[str, Any] = {
+    "temperature": 1.0,
+    "top_k": None,
+    "top_p": None,
+    "fixed": None,
+    "final_step": "sample",
+    "return_trajectory": False,
+    "t_max": 1.0,
+    "debug": False,
+}
+
+_COMMON_DOC = """
+    Common options (every sampler):
+      key: PRNG key. denoiser: ``(x_t int32[B, L], t float32[B]) -> log p(x0 | x_t)``
+        float32[B, L, K] over the K data tokens (int32[B] times for D3PM); rows that do
+        not normalise are renormalised; any other shape is a ValueError.
+      process: the forward process (:class:`ddjax.processes.Process`); a missing
+        capability is a TypeError naming it. shape: (B, L).
+      steps: grid intervals from t_max to 0; the last is the denoising step onto t = 0.
+      temperature, top_k, top_p: x0 transforms (:mod:`ddjax.samplers.transforms`);
+        temperature and top_p may be traced.
+      fixed: int32[B, L], -1 where free: tokens held in place (prompts, infilling).
+      final_step: "sample" or "argmax" for the step that lands on t = 0.
+      return_trajectory: also return the state after every step, int32[steps, B, L].
+      t_max: start time in (0, 1] (the state starts from the prior); may be traced.
+      debug: check the denoiser's output for NaN / +inf inside the loop with checkify
+        (outside ``jax.jit``; under jit wrap the call in ``checkify.checkify``).
+    Returns:
+      int32[B, L] samples (and the trajectory with ``return_trajectory``).
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a step sees besides its own options.
+
+    Attributes:
+      process: the forward process.
+      denoise: the checked, renormalised, transformed denoiser (full [B, L, K] output).
+      base: the checked denoiser before renormalisation and transforms.
+      rows: the row transform (renormalisation, then the x0 transforms); apply it to
+        gathered rows of ``base``'s output to get those rows of ``denoise``'s.
+      raw: the denoiser as the user passed it (e.g. to read guidance modes).
+      fixed: int32[B, L] with -1 where free, or None.
+      final_step: "sample" or "argmax".
+      shape: (B, L).
+      steps: the step count asked for (None where a sampler ignores it).
+      t_max: the start time.
+    """
+
+    process: Any
+    denoise: transforms.Denoiser
+    base: transforms.Denoiser
+    rows: transforms.RowTransform
+    raw: Any
+    fixed: Array | None
+    final_step: str
+    shape: tuple[int, int]
+    steps: int | None
+    t_max: Any
+
+    @property
+    def argmax(self) -> bool:
+        return self.final_step == "argmax"
+
+    def x0_probs(self, x: Array, t: Array) -> Array:
+        """The (transformed) x0 distribution at every position: float32[B, L, K]."""
+        return jnp.exp(self.denoise(x, t))
+
+    def final_probs(self, x: Array, t: Array, s: Array) -> Array:
+        """The denoising step onto s (= 0): the posterior mixture, float32[B, L, N]."""
+        return self.process.posterior_probs(x, self.x0_probs(x, t), s, t)
+
+
+class Step:
+    """Base class of the sampler step objects (subclasses are frozen dataclasses)."""
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[tuple[str, ...]] = ("continuous_time",)
+    calls_doc: ClassVar[str] = "1 per step"
+    steps_optional: ClassVar[bool] = False
+    per_position_law: ClassVar[bool] = False
+
+    def validate(self, process: Any, shape: tuple[int, int], steps: int | None) -> None:
+        """Checks of the step's own options (eager; traced values pass)."""
+
+    def network_calls(self, steps: int, length: int) -> int:
+        """Denoiser calls for ``steps`` and sequence length ``length``."""
+        return steps
+
+    def iterations(self, steps: int | None, length: int) -> int:
+        """Loop iterations (grid intervals), the last one included."""
+        return steps
+
+    def grid(self, process: Any, steps: int | None, length: int, t_max: Any) -> Array:
+        """The ``iterations + 1`` decreasing times the loop walks."""
+        return time_grid(process, self.iterations(steps, length), t_max)
+
+    def init(self, ctx: Context, x: Array) -> Any:
+        """Extra loop state (any pytree), or None."""
+        return None
+
+    def step(
+        self, key: Array, ctx: Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+    ) -> tuple[Array, Any]:
+        """One draw from t to s: (x int32[B, L], aux)."""
+        raise NotImplementedError
+
+
+class PositionLaw(Step):
+    """A step whose update is one categorical law per position, ``law(ctx, x, t, s)``.
+
+    The last step draws from the posterior mixture at s = 0 (``ctx.final_probs``), so no
+    mask is left.
+    """
+
+    per_position_law: ClassVar[bool] = True
+
+    def law(self, ctx: Context, x: Array, t: Array, s: Array) -> Array:
+        """The per-position law of one step, float32[B, L, N]."""
+        raise NotImplementedError
+
+    def step(
+        self, key: Array, ctx: Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+    ) -> tuple[Array, Any]:
+        if last:
+            return draw_from_probs(key, ctx.final_probs(x, t, s), ctx.argmax), aux
+        return self.draw(key, ctx, x, t, s), aux
+
+    def draw(self, key: Array, ctx: Context, x: Array, t: Array, s: Array) -> Array:
+        """A draw from :meth:`law` (steps may override it with a cheaper exact draw)."""
+        return draw_from_probs(key, self.law(ctx, x, t, s))
+
+    def transition_matrix(
+        self, ctx: Context, states: Array, t: Array, s: Array, last: bool = False
+    ) -> Array:
+        """T[a, b] = P(states[b] after one step | states[a]): float32[S, S]."""
+        probs = ctx.final_probs(states, t, s) if last else self.law(ctx, states, t, s)
+        return product_law(probs, states)
+
+
+def product_law(probs: Array, states: Array) -> Array:
+    """T[a, b] = prod_i probs[a, i, states[b, i]] for per-position laws probs [A, L, N]."""
+    idx = jnp.broadcast_to(states[None, :, :, None], (probs.shape[0], *states.shape, 1))
+    return jnp.take_along_axis(probs[:, None], idx, axis=-1)[..., 0].prod(-1)
+
+
+def check_number(name: str, value: Any, lo: float, hi: float = math.inf, *, open_lo=False) -> None:
+    """Checks a number option in [lo, hi] (or (lo, hi]); traced values pass unchecked."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    arr = concrete(value)
+    ok = arr is not None and arr.size == 1 and not isinstance(value, bool)
+    if ok:
+        v = float(arr)
+        ok = math.isfinite(v) and (v > lo if open_lo else v >= lo) and v <= hi
+    side = "(" if open_lo else "["
+    check(ok, f"{name} must be a number in {side}{lo}, {hi}], got {value!r}")
+
+
+def clamp(x: Array, fixed: Array | None) -> Array:
+    """Puts the fixed tokens back (``fixed`` is -1 where free)."""
+    if fixed is None:
+        return x
+    return jnp.where(fixed >= 0, fixed, x)
+
+
+def time_grid(process: Any, steps: int, t_max: Any = 1.0) -> Array:
+    """``steps + 1`` decreasing times from ``t_max`` to 0.
+
+    For discrete-time processes the grid is int32 step indices from T to 0 (rounded,
+    strictly decreasing; ``steps`` must not exceed T).
+    """
+    if process.is_discrete_time:
+        num = process.num_steps
+        check(steps <= num, f"steps={steps} exceeds the process's T={num}")
+        return jnp.round(jnp.linspace(num, 0, steps + 1)).astype(jnp.int32)
+    return jnp.linspace(t_max, 0.0, steps + 1, dtype=jnp.float32)
+
+
+def _check_common(
+    step: Step, process: Any, shape: Any, steps: Any, fixed: Any, final_step: Any, t_max: Any
+) -> Array | None:
+    check(
+        isinstance(shape, tuple) and len(shape) == 2 and all(isinstance(d, int) for d in shape),
+        f"shape must be a (batch, length) tuple of ints, got {shape!r}",
+    )
+    if not (step.steps_optional and steps is None):
+        check(
+            isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1,
+            f"steps must be a positive int, got {steps!r}",
+        )
+    check(
+        final_step in ("sample", "argmax"),
+        f"final_step must be 'sample' or 'argmax', got {final_step!r}",
+    )
+    check_number("t_max", t_max, 0.0, 1.0, open_lo=True)
+    if fixed is None:
+        return None
+    fixed = jnp.asarray(fixed)
+    check(
+        fixed.shape == shape,
+        f"fixed must have the sample shape {shape} (-1 where free), got {fixed.shape}",
+    )
+    validate_tokens(jnp.where(fixed < 0, 0, fixed), process.vocab_size, "fixed")
+    return fixed.astype(jnp.int32)
+
+
+def _match_varying(init: Any, out: Any) -> Any:
+    """Under ``shard_map``, marks the initial carry varying over the axes the body's
+    output varies over (the scan carry must keep one type)."""
+
+    def one(x: Any, o: Any) -> Any:
+        if x is None:
+            return x
+        want = o.manual_axis_type.varying - jax.typeof(x).manual_axis_type.varying
+        return jax.lax.pcast(x, tuple(sorted(want)), to="varying") if want else x
+
+    return jax.tree.map(one, init, out)
+
+
+def _run(
+    step: Step, key: Array, ctx: Context, x: Array, grid: Array, return_trajectory: bool
+) -> Array | tuple[Array, Array]:
+    """The scan over consecutive grid pairs (t, s), then the last step onto grid[-1]."""
+    batch = x.shape[0]
+    keys = jax.random.split(key, grid.shape[0] - 1)
+    times = jnp.broadcast_to(grid[:, None], (grid.shape[0], batch))
+    aux = step.init(ctx, x)
+
+    def body(carry: tuple[Array, Any], inputs: tuple[Array, Array, Array]):
+        k, t, s = inputs
+        x, a = step.step(k, ctx, carry[0], carry[1], t, s, False)
+        x = clamp(x, ctx.fixed)
+        return (x, a), (x if return_trajectory else None)
+
+    carry = (x, aux)
+    inputs = (keys[:-1], times[:-2], times[1:-1])
+    if jax.sharding.get_abstract_mesh().manual_axes:
+        first = jax.tree.map(lambda v: v[0], (keys, times[0], times[1]))
+        carry = _match_varying(carry, jax.eval_shape(body, carry, first)[0])
+    (x, aux), traj = jax.lax.scan(body, carry, inputs)
+    x = clamp(step.step(keys[-1], ctx, x, aux, times[-2], times[-1], True)[0], ctx.fixed)
+    if not return_trajectory:
+        return x
+    return x, jnp.concatenate([traj, x[None]], axis=0)
+
+
+def context(
+    process: Any,
+    denoiser: transforms.Denoiser,
+    shape: tuple[int, int],
+    steps: int | None,
+    *,
+    fixed: Array | None = None,
+    final_step: str = "sample",
+    t_max: Any = 1.0,
+    temperature: Any = 1.0,
+    top_k: int | None = None,
+    top_p: Any = None,
+    debug: bool = False,
+) -> Context:
+    """The :class:`Context` of a run: the checked denoiser, its row transforms, options."""
+    inner, user_rows = transforms.split_rows(denoiser)
+    base = transforms.contract(inner, process.vocab_size, debug=debug)
+    rows = transforms.compose_rows(
+        transforms.normalise_rows, user_rows, transforms.option_rows(temperature, top_k, top_p)
+    )
+    return Context(
+        process=process,
+        denoise=transforms.Transformed(base, rows),
+        base=base,
+        rows=rows,
+        raw=denoiser,
+        fixed=fixed,
+        final_step=final_step,
+        shape=shape,
+        steps=steps,
+        t_max=t_max,
+    )
+
+
+def sample(
+    step: Step,
+    key: Array,
+    denoiser: transforms.Denoiser,
+    process: Any,
+    shape: tuple[int, int],
+    *,
+    steps: int | None,
+    temperature: Any = 1.0,
+    top_k: int | None = None,
+    top_p: Any = None,
+    fixed: Any = None,
+    final_step: str = "sample",
+    return_trajectory: bool = False,
+    t_max: Any = 1.0,
+    debug: bool = False,
+) -> Array | tuple[Array, Array]:
+    """Runs sampler ``step`` from the prior to t = 0 (the common options: module docstring)."""
+    require(process, ("posterior_probs", "prior_sample", *step.needs), step.name)
+    fixed = _check_common(step, process, shape, steps, fixed, final_step, t_max)
+    step.validate(process, shape, steps)
+    ctx = context(
+        process, denoiser, shape, steps, fixed=fixed, final_step=final_step, t_max=t_max,
+        temperature=temperature, top_k=top_k, top_p=top_p, debug=debug,
+    )  # fmt: skip
+    k_init, k_loop = jax.random.split(key)
+    x = clamp(process.prior_sample(k_init, shape), fixed)
+    grid = step.grid(process, steps, shape[1], t_max)
+
+    def go() -> Array | tuple[Array, Array]:
+        return _run(step, k_loop, ctx, x, grid, return_trajectory)
+
+    if not debug:
+        return go()
+    err, out = checkify.checkify(go)()
+    if isinstance(key, jax.core.Tracer):  # inside jit: the caller's checkify reports it
+        checkify.check_error(err)
+    else:
+        err.throw()
+    return out
+
+
+def public(cls: type[Step]) -> Callable[..., Array | tuple[Array, Array]]:
+    """The public sampler ``name(key, denoiser, process, shape, *, steps, **options)``.
+
+    ``options`` are the common ones (:data:`COMMON_OPTIONS`) and the step class's own
+    dataclass fields; anything else is a TypeError listing the valid options.
+    """
+    own = [f for f in dataclasses.fields(cls)]
+    own_names = {f.name for f in own}
+    valid = sorted({*COMMON_OPTIONS, *own_names})
+
+    def sampler(
+        key: Array,
+        denoiser: transforms.Denoiser,
+        process: Any,
+        shape: tuple[int, int],
+        *,
+        steps: int | None = None,
+        **options: Any,
+    ) -> Array | tuple[Array, Array]:
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise TypeError(f"{cls.name}() got unknown options {unknown}; valid options: {valid}")
+        common = {k: options.pop(k) for k in COMMON_OPTIONS if k in options}
+        if steps is None and not cls.steps_optional:
+            raise TypeError(f"{cls.name}() needs steps=")
+        return sample(cls(**options), key, denoiser, process, shape, steps=steps, **common)
+
+    kw = inspect.Parameter.KEYWORD_ONLY
+    pos = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [inspect.Parameter(n, pos) for n in ("key", "denoiser", "process", "shape")]
+    params.append(
+        inspect.Parameter("steps", kw, default=None)
+        if cls.steps_optional
+        else inspect.Parameter("steps", kw)
+    )
+    params += [inspect.Parameter(n, kw, default=v) for n, v in COMMON_OPTIONS.items()]
+    for f in own:
+        default = f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty
+        params.append(inspect.Parameter(f.name, kw, default=default))
+    sampler.__signature__ = inspect.Signature(params)
+    sampler.__name__ = sampler.__qualname__ = cls.name
+    sampler.__doc__ = (cls.__doc__ or "") + _COMMON_DOC
+    sampler.step_class = cls
+    return sampler
+
+
+def auto_capacity(expected: float, length: int, vocab_size: int, min_vocab: int) -> int | None:
+    """Rows to gather per step for ``expected`` decoded tokens per sequence (None: all).
+
+    Only vocabularies of at least ``min_vocab`` gather (a full draw is cheap otherwise);
+    the margin of six standard deviations makes the full-draw fallback rare.
+    """
+    if vocab_size < min_vocab:
+        return None
+    cap = int(math.ceil(expected + 6.0 * math.sqrt(max(expected, 0.0)) + 8.0))
+    return cap if 2 * cap <= length else None
+
+
+def max_decoded(process: Any, steps: int, t_max: Any, length: int, per_step: Callable) -> float:
+    """The largest expected number of decoded tokens in one step, over the grid.
+
+    ``per_step(grid_t, grid_s)`` gives the per-token probability on numpy grids;
+    returns inf when ``t_max`` is traced (no static capacity then).
+    """
+    if concrete(t_max) is None:
+        return math.inf
+    with jax.ensure_compile_time_eval():
+        grid = np.linspace(float(concrete(t_max)), 0.0, steps + 1).astype(np.float32)
+        probs = np.asarray(per_step(jnp.asarray(grid[:-1]), jnp.asarray(grid[1:])))
+    return float(np.max(probs)) * length
