@@ -60,6 +60,14 @@ def _check_args(
         log_probs.shape[:-1] == x0.shape,
         f"{name} has shape {log_probs.shape} but x0 has shape {x0.shape}",
     )
+    # log-probs are over the K data tokens; scores over every state
+    classes = process.num_states if name == "log_score" else process.vocab_size
+    check(
+        log_probs.shape[-1] == classes,
+        f"{name} has {log_probs.shape[-1]} classes but the process has "
+        + (f"{classes} states" if name == "log_score" else f"{classes} data tokens (vocab_size)")
+        + "; convert network logits with dd.parameterizations.logits_to_log_probs",
+    )
     return log_probs, x0, x_t
 
 

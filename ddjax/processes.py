@@ -129,7 +129,9 @@ class Process(Protocol):
 
     def marginal_probs(self, x0_probs: ArrayLike, t: ArrayLike) -> Array: ...
 
-    def posterior_probs(self, x_t: ArrayLike, x0_probs: ArrayLike, s: ArrayLike, t: ArrayLike) -> Array: ...
+    def posterior_probs(
+        self, x_t: ArrayLike, x0_probs: ArrayLike, s: ArrayLike, t: ArrayLike
+    ) -> Array: ...
 
 
 # Optional process methods, with what they return (shapes for x_t int32[B, L], t [B]).

@@ -34,6 +34,8 @@ from jax.typing import ArrayLike
 __all__ = [
     "categorical",
     "gumbel",
+    "uniform_from_words",
+    "gumbel_from_uniform",
     "gumbel_float32_truncated",
     "two_stage",
     "draw_tokens",
@@ -47,7 +49,7 @@ TWO_STAGE_MIN_VOCAB = 2048
 _TWO_M32 = 2.0**-32
 
 
-def _uniform_from_words(hi: Array, lo: Array | None = None) -> Array:
+def uniform_from_words(hi: Array, lo: Array | None = None) -> Array:
     """V in (0, 1) as float32 from one (``hi``) or two (``hi``, ``lo``) uint32 words.
 
     V = (hi + 1/2) 2**-32, or (hi + (lo + 1/2) 2**-32) 2**-32: exact near 0, where the
@@ -67,22 +69,22 @@ def _uniform_from_words(hi: Array, lo: Array | None = None) -> Array:
 def _uniform_open(key: Array, shape: tuple[int, ...], bits: int) -> Array:
     """V uniform in (0, 1) as float32, with full resolution near 0."""
     if bits == 32:
-        return _uniform_from_words(jax.random.bits(key, shape, jnp.uint32))
+        return uniform_from_words(jax.random.bits(key, shape, jnp.uint32))
     if bits == 64:
         k1, k2 = jax.random.split(key)
         hi = jax.random.bits(k1, shape, jnp.uint32)
-        return _uniform_from_words(hi, jax.random.bits(k2, shape, jnp.uint32))
+        return uniform_from_words(hi, jax.random.bits(k2, shape, jnp.uint32))
     raise ValueError(f"bits must be 32 or 64, got {bits}")
 
 
-def _gumbel_from_uniform(v: Array) -> Array:
+def gumbel_from_uniform(v: Array) -> Array:
     """G = -log E with E = -log1p(-V) ~ Exp(1)."""
     return -jnp.log(-jnp.log1p(-v))
 
 
 def gumbel(key: Array, shape: tuple[int, ...], bits: int = 32) -> Array:
     """Standard Gumbel noise, float32, with the upper tail kept to ``bits`` of resolution."""
-    return _gumbel_from_uniform(_uniform_open(key, shape, bits))
+    return gumbel_from_uniform(_uniform_open(key, shape, bits))
 
 
 def gumbel_float32_truncated(key: Array, shape: tuple[int, ...]) -> Array:

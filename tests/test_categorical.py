@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ddjax.samplers import categorical, gumbel
-from ddjax.samplers.categorical import _gumbel_from_uniform, _uniform_from_words
+from ddjax.random import gumbel_from_uniform, uniform_from_words
 
 Z_1E6 = 4.753424308822899  # standard normal upper 1e-6 quantile
 
@@ -83,9 +83,9 @@ def test_tail_resolution_32_bits():
     """Every 32-bit word, enumerated where the upper tail is decided: the number of words
     whose Gumbel exceeds g is 2**32 P(G > g) up to rounding, far beyond 16 nats."""
     words = jnp.arange(2**24, dtype=jnp.uint32)  # V < 2**-8, every G > 5.5
-    v = _uniform_from_words(words)
+    v = uniform_from_words(words)
     np.testing.assert_array_equal(v[: 2**23], (np.arange(2**23) + 0.5) * 2.0**-32)
-    g = np.asarray(_gumbel_from_uniform(v), np.float64)
+    g = np.asarray(gumbel_from_uniform(v), np.float64)
     assert np.all(np.diff(g) <= 0)
     assert g[0] > 22.8  # the cap: -log(2**-33)
     for level in (6.0, 10.0, 14.0, 16.0, 18.0, 20.0, 22.0):
@@ -96,8 +96,8 @@ def test_tail_resolution_32_bits():
 
 def test_tail_resolution_64_bits():
     lo = jnp.arange(2**24, dtype=jnp.uint32)
-    v = _uniform_from_words(jnp.zeros_like(lo), lo)
-    g = np.asarray(_gumbel_from_uniform(v), np.float64)
+    v = uniform_from_words(jnp.zeros_like(lo), lo)
+    g = np.asarray(gumbel_from_uniform(v), np.float64)
     assert g[0] > 45.0  # -log(2**-65)
     for level in (30.0, 35.0, 40.0, 44.0):
         count = np.count_nonzero(g > level)

@@ -7,7 +7,7 @@ import pytest
 
 import ddjax as dd
 from ddjax import guidance, testing
-from ddjax.samplers.ancestral import ancestral
+from ddjax.samplers import ancestral
 
 N = 40_000
 CLASS = 1

@@ -23,6 +23,11 @@ from ddjax import losses, parameterizations, processes, schedules, testing
 K, L = 4, 3
 NODES = 64
 TOL = 0.02  # nats per sequence
+# About 3x the measured quadrature / left-out-prior error of each exact check (nats per
+# sequence, this target): uniform_elbo 3.5e-4 (uniform) and 6.4e-4 (marginal prior);
+# score_entropy 5.0e-3 (masking: LogLinear's eps leaves a prior term) and 3.5e-4 (uniform).
+UNIFORM_ELBO_TOL = 2e-3
+SCORE_ENTROPY_TOL = {"masking": 0.015, "uniform": 1.2e-3}
 
 
 # --------------------------------------------------------------------------
@@ -202,7 +207,7 @@ def _uniform_processes():
 @pytest.mark.parametrize("process", _uniform_processes(), ids=["uniform", "marginal"])
 def test_uniform_elbo_equals_nll(target, process):
     nelbo = exact_continuous(losses.uniform_elbo, process, target.oracle.denoiser(process), target)
-    np.testing.assert_allclose(nelbo, target.nll, atol=TOL)
+    np.testing.assert_allclose(nelbo, target.nll, atol=UNIFORM_ELBO_TOL)
 
 
 def _score_from_denoiser(tgt, process):
@@ -219,7 +224,7 @@ def test_score_entropy_equals_nll(target, kind, source):
     else:
         model = target.oracle.score(process)
     nelbo = exact_continuous(losses.score_entropy, process, model, target)
-    np.testing.assert_allclose(nelbo, target.nll, atol=TOL)
+    np.testing.assert_allclose(nelbo, target.nll, atol=SCORE_ENTROPY_TOL[kind])
 
 
 def test_dfm_generalized_kl_equals_nll_for_masking(target):

@@ -1,12 +1,13 @@
-"""The CTMC samplers (ddjax.samplers.ctmc) and dfm_euler (ddjax.samplers.flow) against
-the exact oracle.
+"""The samplers with a per-position step law (ancestral, the CTMC samplers, dfm_euler)
+against the exact oracle.
 
 Two kinds of checks:
 
 * Sampled: draws from the sampler with the oracle's exact denoiser, compared with the
   target by total variation (TV) within the Monte Carlo floor.
-* Exact law (ddjax.samplers.exact_law): each step's per-position law (the same
-  ``_*_probs`` functions the samplers draw from), applied to every state, gives the
+* Exact law (ddjax.testing.exact_law): each step object's per-position law (the same
+  law the sampler draws from; the masking fast paths draw it in factorised form),
+  applied to every state, gives the
   step's transition matrix over all N**L states; multiplying them gives the sampler's
   exact output law with no Monte Carlo noise. It is used for the convergence order
   (TV against steps) and to check that the sampled law is that law.
@@ -25,12 +26,14 @@ import pytest
 
 import ddjax as dd
 from ddjax import testing
-from ddjax.samplers import ctmc, exact_law, flow
-from ddjax.samplers.exact_law import ExactLaw, tabulated
+from ddjax.testing import exact_law
+from ddjax.testing.exact_law import ExactLaw, tabulated
 
 K = 3
 N_SAMPLES = 50_000
 SAMPLERS = tuple(n for n in exact_law.NAMES if n != "ancestral")  # the CTMC/flow samplers
+# ancestral: the masking fast path (factorised draw) and the generic posterior draw
+LAW_SAMPLERS = ("ancestral", *SAMPLERS)
 SCHEDULE = dd.schedules.LogLinear()
 PROCESSES = {
     "masking": dd.processes.Masking(K, SCHEDULE),
@@ -76,7 +79,7 @@ def slope(steps: list[int], errors: list[float]) -> float:
 
 
 @pytest.mark.parametrize("process_name", sorted(PROCESSES))
-@pytest.mark.parametrize("name", SAMPLERS)
+@pytest.mark.parametrize("name", LAW_SAMPLERS)
 def test_sampled_law_is_exact_law_and_converges(name: str, process_name: str) -> None:
     """jit + vmap over keys: 50k samples at 4 steps have the exact law of 4 steps; that law
     is far from the target at 2 steps and within 0.01 of it at 256 steps."""
@@ -202,8 +205,8 @@ def test_tweedie_step_is_the_posterior_mixture(process) -> None:
     """SEDD's analytic step with the mixture-form score equals the ancestral posterior,
     for any x0 distribution (not only the exact one)."""
     x, log_probs, t, s = _random_inputs(process, jax.random.PRNGKey(4))
-    den = lambda x_, t_: log_probs
-    tweedie = ctmc._tweedie_probs(process, den, x, t, s)
+    ctx = dd.samplers.driver.context(process, lambda x_, t_: log_probs, x.shape, None)
+    tweedie = dd.samplers.Tweedie().law(ctx, x, t, s)
     posterior = process.posterior_probs(x, jnp.exp(log_probs), s, t)
     np.testing.assert_allclose(tweedie, posterior, atol=2e-5)
 
@@ -222,8 +225,7 @@ def test_dfm_exact_jump_is_ancestral_for_masking() -> None:
     process = PROCESSES["masking"]
     x, log_probs, t, s = _random_inputs(process, jax.random.PRNGKey(6))
     log_probs = dd.parameterizations.subs(log_probs, x, process.mask_id)
-    den = lambda x_, t_: log_probs
-    dfm = flow._dfm_probs(process, den, x, t, s, "exact", 0.0)
+    dfm = dd.samplers.flow.dfm_probs(process, jnp.exp(log_probs), x, t, s, "exact", 0.0)
     posterior = process.posterior_probs(x, jnp.exp(log_probs), s, t)
     np.testing.assert_allclose(dfm, posterior, atol=1e-6)
 
@@ -296,7 +298,8 @@ def test_fixed_tokens_never_change(name: str) -> None:
 @pytest.mark.parametrize("process_name", sorted(PROCESSES))
 @pytest.mark.parametrize("name", ["theta_trapezoidal", "dfm_euler"])
 def test_argmax_final_step(name: str, process_name: str) -> None:
-    """final_step="argmax": the last step is the posterior's mode at t = 0."""
+    """final_step="argmax": the last step is the mode of p(x0 | x_t), kept at unmasked
+    positions of the masking process (where the posterior at t = 0 is the point mass)."""
     process = PROCESSES[process_name]
     den = tabulated(strong_target(), process)
     run = fast_jit(
@@ -305,8 +308,11 @@ def test_argmax_final_step(name: str, process_name: str) -> None:
         )
     )
     x, traj = run(jax.random.PRNGKey(9))
-    t, s = jnp.full((64,), 0.25), jnp.zeros((64,))
-    mode = jnp.argmax(ctmc.final_probs(process, den, traj[-2], t, s), axis=-1)
+    t = jnp.full((64,), 0.25)
+    x_last = np.asarray(traj[-2])
+    mode = np.argmax(np.asarray(den(traj[-2], t)), axis=-1)
+    if process.mask_id is not None:
+        mode = np.where(x_last == process.mask_id, mode, x_last)
     np.testing.assert_array_equal(x, mode)
     assert np.asarray(x).max() < K
 
@@ -328,7 +334,7 @@ def test_compile_size_does_not_grow_with_steps(name: str) -> None:
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_rejects_d3pm_and_bad_options(name: str) -> None:
     den = lambda x, t: jnp.zeros((*x.shape, K))
-    with pytest.raises(TypeError, match="interpolating"):
+    with pytest.raises(TypeError, match="continuous-time"):
         sampler(name)(
             jax.random.PRNGKey(0), den, dd.processes.D3PM.absorbing(K, 10), (2, 3), steps=4
         )

@@ -16,14 +16,14 @@ import pytest
 from test_samplers_common import tabulate  # the oracle's denoiser as a lookup table
 
 import ddjax as dd
-from ddjax.samplers import masked
+from ddjax.random import TWO_STAGE_MIN_VOCAB, draw_tokens
 from ddjax.testing import ExactTarget, random_target, total_variation, tv_floor
 
 K, L, N = 3, 3, 50_000
 MASKED = {
-    "first_hitting": masked.first_hitting,
-    "remdm": masked.remdm,
-    "confidence": masked.confidence,
+    "first_hitting": dd.samplers.first_hitting,
+    "remdm": dd.samplers.remdm,
+    "confidence": dd.samplers.confidence,
 }
 
 
@@ -57,7 +57,7 @@ def test_masked_samplers_need_the_masking_process(name):
     """Every sampler listed in MASKING_ONLY refuses other processes."""
     process = dd.processes.Uniform(vocab_size=K)
     den = lambda x, t: jnp.zeros((*x.shape, K))
-    with pytest.raises(TypeError, match="Masking"):
+    with pytest.raises(TypeError, match="mask state"):
         dd.samplers.SAMPLERS[name](jax.random.key(0), den, process, (2, L), steps=4)
 
 
@@ -68,7 +68,12 @@ def test_masked_samplers_need_the_masking_process(name):
 
 def test_first_hitting_is_exact_with_one_call_per_token(target, masking, denoiser, floor):
     out, traj = run(
-        masked.first_hitting, jax.random.key(1), denoiser, masking, (N, L), return_trajectory=True
+        dd.samplers.first_hitting,
+        jax.random.key(1),
+        denoiser,
+        masking,
+        (N, L),
+        return_trajectory=True,
     )
     out, traj = np.asarray(out), np.asarray(traj)
     tv = total_variation(out, target)
@@ -95,7 +100,7 @@ def test_first_hitting_times(masking):
 
     for per_call, expected in [(1, [0.8, 0.6, 0.4, 0.2]), (2, [0.8, 0.4])]:
         _, traj = run(
-            masked.first_hitting,
+            dd.samplers.first_hitting,
             jax.random.key(2),
             jax.tree_util.Partial(reveal),
             process,
@@ -114,7 +119,7 @@ def test_first_hitting_times(masking):
 
 def test_first_hitting_tokens_per_call(target, masking, denoiser, floor):
     out, traj = run(
-        masked.first_hitting,
+        dd.samplers.first_hitting,
         jax.random.key(3),
         denoiser,
         masking,
@@ -132,15 +137,17 @@ def test_first_hitting_argmax_final_call(masking, denoiser):
     process = dd.processes.Masking(vocab_size=4)
     logits = jnp.log(jnp.array([0.1, 0.2, 0.4, 0.3]))
     den = jax.tree_util.Partial(lambda x, t: jnp.broadcast_to(logits, (*x.shape, 4)))
-    out = run(masked.first_hitting, jax.random.key(4), den, process, (64, 1), final_step="argmax")
+    out = run(
+        dd.samplers.first_hitting, jax.random.key(4), den, process, (64, 1), final_step="argmax"
+    )
     assert np.all(np.asarray(out) == 2)
 
 
 def test_first_hitting_options(masking, denoiser):
     with pytest.raises(ValueError, match="tokens_per_call"):
-        masked.first_hitting(jax.random.key(0), denoiser, masking, (2, L), tokens_per_call=0)
+        dd.samplers.first_hitting(jax.random.key(0), denoiser, masking, (2, L), tokens_per_call=0)
     with pytest.raises(ValueError, match="steps"):
-        masked.first_hitting(jax.random.key(0), denoiser, masking, (2, L), steps=0)
+        dd.samplers.first_hitting(jax.random.key(0), denoiser, masking, (2, L), steps=0)
 
 
 # --------------------------------------------------------------------------
@@ -153,7 +160,7 @@ def test_remdm_without_remasking_is_ancestral(schedule, target, masking, denoise
     steps = 3  # few steps: the law is far from the target, so the comparison means something
     anc = run(dd.samplers.ancestral, jax.random.key(5), denoiser, masking, (N, L), steps=steps)
     rem = run(
-        masked.remdm,
+        dd.samplers.remdm,
         jax.random.key(6),
         denoiser,
         masking,
@@ -179,7 +186,7 @@ def test_remdm_without_remasking_is_ancestral(schedule, target, masking, denoise
 )
 def test_remdm_with_remasking_converges(schedule, eta, steps, target, masking, denoiser, floor):
     out = run(
-        masked.remdm,
+        dd.samplers.remdm,
         jax.random.key(7),
         denoiser,
         masking,
@@ -195,7 +202,7 @@ def test_remdm_with_remasking_converges(schedule, eta, steps, target, masking, d
 @pytest.mark.parametrize("schedule", ["cap", "rescale", "conf", "loop"])
 def test_remdm_remasks(schedule, masking, denoiser):
     _, traj = run(
-        masked.remdm,
+        dd.samplers.remdm,
         jax.random.key(8),
         denoiser,
         masking,
@@ -217,7 +224,13 @@ def test_remdm_conf_improves_with_steps(target, masking, denoiser):
     tvs = [
         total_variation(
             run(
-                masked.remdm, jax.random.key(9), denoiser, masking, (N, L), steps=s, schedule="conf"
+                dd.samplers.remdm,
+                jax.random.key(9),
+                denoiser,
+                masking,
+                (N, L),
+                steps=s,
+                schedule="conf",
             ),
             target,
         )
@@ -239,7 +252,7 @@ def test_remdm_conf_improves_with_steps(target, masking, denoiser):
 )
 def test_remdm_bad_options(options, name, masking, denoiser):
     with pytest.raises(ValueError, match=name):
-        masked.remdm(jax.random.key(0), denoiser, masking, (2, L), steps=4, **options)
+        dd.samplers.remdm(jax.random.key(0), denoiser, masking, (2, L), steps=4, **options)
 
 
 # --------------------------------------------------------------------------
@@ -261,7 +274,7 @@ def test_confidence_fills_every_mask_on_a_cosine_count(steps):
     fixed = np.full((b, length), -1, np.int32)
     fixed[1, :5] = 2  # a prompt: 11 free positions in that row
     out, traj = run(
-        masked.confidence,
+        dd.samplers.confidence,
         jax.random.key(10),
         _logit_denoiser(vocab, length),
         process,
@@ -286,8 +299,8 @@ def test_confidence_argmax_and_top_k_one_are_deterministic():
     process = dd.processes.Masking(vocab_size=vocab)
     den = _logit_denoiser(vocab, length, seed=1)
     for options in ({"steps": 1, "final_step": "argmax"}, {"steps": 4, "top_k": 1}):
-        a = run(masked.confidence, jax.random.key(11), den, process, (8, length), **options)
-        b = run(masked.confidence, jax.random.key(12), den, process, (8, length), **options)
+        a = run(dd.samplers.confidence, jax.random.key(11), den, process, (8, length), **options)
+        b = run(dd.samplers.confidence, jax.random.key(12), den, process, (8, length), **options)
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -295,16 +308,24 @@ def test_confidence_law(target, masking, denoiser, floor):
     # one token per step (steps = L): uniformly random order with a huge noise_scale is
     # exact; the pure confidence order favours likely tokens and is biased
     random_order = run(
-        masked.confidence, jax.random.key(13), denoiser, masking, (N, L), steps=L, noise_scale=1e6
+        dd.samplers.confidence,
+        jax.random.key(13),
+        denoiser,
+        masking,
+        (N, L),
+        steps=L,
+        noise_scale=1e6,
     )
     assert total_variation(random_order, target) <= floor + 0.01
-    greedy = run(masked.confidence, jax.random.key(14), denoiser, masking, (N, L), steps=L)
+    greedy = run(dd.samplers.confidence, jax.random.key(14), denoiser, masking, (N, L), steps=L)
     assert total_variation(greedy, target) >= floor + 0.05
 
 
 def test_confidence_bad_options(masking, denoiser):
     with pytest.raises(ValueError, match="noise_scale"):
-        masked.confidence(jax.random.key(0), denoiser, masking, (2, L), steps=4, noise_scale=-1.0)
+        dd.samplers.confidence(
+            jax.random.key(0), denoiser, masking, (2, L), steps=4, noise_scale=-1.0
+        )
 
 
 # --------------------------------------------------------------------------
@@ -353,9 +374,7 @@ def test_two_stage_draw_is_exact():
     logits = 1.5 * jax.random.normal(jax.random.key(18), (vocab,))
     logits = logits.at[3].set(dd.parameterizations.NEG_INF).at[49].set(-jnp.inf)
     probs = np.asarray(jax.nn.softmax(logits), np.float64)
-    draws = masked.draw_tokens(
-        jax.random.key(19), jnp.broadcast_to(logits, (n, vocab)), two_stage=True
-    )
+    draws = draw_tokens(jax.random.key(19), jnp.broadcast_to(logits, (n, vocab)), two_stage=True)
     hist = np.bincount(np.asarray(draws), minlength=vocab) / n
     assert hist[3] == 0 and hist[49] == 0
     tv = 0.5 * np.abs(hist - probs).sum()
@@ -365,7 +384,7 @@ def test_two_stage_draw_is_exact():
 def test_large_vocabulary_path():
     """K above TWO_STAGE_MIN_VOCAB: two-stage draws at gathered rows; per-position law."""
     vocab, length, b, steps = 2048, 96, 8, 8
-    assert vocab >= masked.TWO_STAGE_MIN_VOCAB
+    assert vocab >= TWO_STAGE_MIN_VOCAB
     process = dd.processes.Masking(vocab_size=vocab)
     # the same distribution at every position: 8 likely tokens and a long tail (10%)
     logits = jnp.full((vocab,), -jnp.inf).at[:8].set(jnp.log(0.9 / 8))

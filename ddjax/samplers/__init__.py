@@ -15,7 +15,12 @@ from ddjax.samplers.euler import Euler, euler
 from ddjax.samplers.first_hitting import FirstHitting, first_hitting
 from ddjax.samplers.flow import DfmEuler, dfm_euler
 from ddjax.samplers.remdm import Remdm, remdm
-from ddjax.samplers.tau_leaping import PredictorCorrector, TauLeaping, predictor_corrector, tau_leaping
+from ddjax.samplers.tau_leaping import (
+    PredictorCorrector,
+    TauLeaping,
+    predictor_corrector,
+    tau_leaping,
+)
 from ddjax.samplers.theta import ThetaRK2, ThetaTrapezoidal, theta_rk2, theta_trapezoidal
 from ddjax.samplers.transforms import temperature, top_k, top_p
 from ddjax.samplers.tweedie import Tweedie, tweedie

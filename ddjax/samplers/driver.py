@@ -265,17 +265,21 @@ def _check_common(
     return fixed.astype(jnp.int32)
 
 
-def _match_varying(init: Any, out: Any) -> Any:
-    """Under ``shard_map``, marks the initial carry varying over the axes the body's
-    output varies over (the scan carry must keep one type)."""
+def _varying(tree: Any, axes: frozenset[str]) -> Any:
+    """Under ``shard_map``, marks every array of ``tree`` varying over the mesh ``axes``.
 
-    def one(x: Any, o: Any) -> Any:
+    The scan carry must keep one type, and the body's output varies wherever the keys,
+    the denoiser's parameters or the data vary: starting the carry varying over every
+    manual axis makes it a fixed point of the body (and of the branches of its conds).
+    """
+
+    def one(x: Any) -> Any:
         if x is None:
             return x
-        want = o.manual_axis_type.varying - jax.typeof(x).manual_axis_type.varying
+        want = axes - jax.typeof(x).manual_axis_type.varying
         return jax.lax.pcast(x, tuple(sorted(want)), to="varying") if want else x
 
-    return jax.tree.map(one, init, out)
+    return jax.tree.map(one, tree)
 
 
 def _run(
@@ -294,11 +298,10 @@ def _run(
         return (x, a), (x if return_trajectory else None)
 
     carry = (x, aux)
-    inputs = (keys[:-1], times[:-2], times[1:-1])
-    if jax.sharding.get_abstract_mesh().manual_axes:
-        first = jax.tree.map(lambda v: v[0], (keys, times[0], times[1]))
-        carry = _match_varying(carry, jax.eval_shape(body, carry, first)[0])
-    (x, aux), traj = jax.lax.scan(body, carry, inputs)
+    manual = frozenset(jax.sharding.get_abstract_mesh().manual_axes)
+    if manual:
+        carry = _varying(carry, manual)
+    (x, aux), traj = jax.lax.scan(body, carry, (keys[:-1], times[:-2], times[1:-1]))
     x = clamp(step.step(keys[-1], ctx, x, aux, times[-2], times[-1], True)[0], ctx.fixed)
     if not return_trajectory:
         return x

@@ -37,9 +37,7 @@ __all__ = [
 
 def has_fast_path(process: Any) -> bool:
     """True when ``process`` declares the masking capabilities the fast paths use."""
-    return getattr(process, "mask_id", None) is not None and hasattr(
-        process, "unmask_probability"
-    )
+    return getattr(process, "mask_id", None) is not None and hasattr(process, "unmask_probability")
 
 
 def check_capacity(capacity: Any) -> None:

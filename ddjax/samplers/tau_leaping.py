@@ -109,7 +109,9 @@ class PredictorCorrector(driver.PositionLaw):
         x = driver.clamp(draw_from_probs(k_pred, self.law(ctx, x, t, s)), ctx.fixed)
 
         def corrector(x: Array, kc: Array) -> tuple[Array, None]:
-            return driver.clamp(draw_from_probs(kc, self.corrector_law(ctx, x, t, s)), ctx.fixed), None
+            return driver.clamp(
+                draw_from_probs(kc, self.corrector_law(ctx, x, t, s)), ctx.fixed
+            ), None
 
         if self.n_corrector == 0:
             return x

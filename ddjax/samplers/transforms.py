@@ -150,7 +150,9 @@ def top_p(denoiser: Denoiser, p: Any) -> Transformed:
     return Transformed(denoiser, lambda lp: top_p_rows(lp, p))
 
 
-def option_rows(temperature: Any = 1.0, top_k: int | None = None, top_p: Any = None) -> RowTransform:
+def option_rows(
+    temperature: Any = 1.0, top_k: int | None = None, top_p: Any = None
+) -> RowTransform:
     """The samplers' ``temperature`` / ``top_k`` / ``top_p`` options as one row transform.
 
     Temperature first, then top-k, then top-p; defaults are skipped (1.0 and None only
@@ -202,7 +204,9 @@ def contract(denoiser: Denoiser, vocab_size: int, *, debug: bool = False) -> Den
                 ~jnp.any(jnp.isnan(out)), "the denoiser returned NaN at t = {t}", t=t.reshape(-1)[0]
             )
             checkify.check(
-                ~jnp.any(out == jnp.inf), "the denoiser returned +inf at t = {t}", t=t.reshape(-1)[0]
+                ~jnp.any(out == jnp.inf),
+                "the denoiser returned +inf at t = {t}",
+                t=t.reshape(-1)[0],
             )
         return out
 

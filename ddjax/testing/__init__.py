@@ -95,17 +95,19 @@ class ExactTarget:
 
     def _log_likelihood(self, process: Process, x_t: Array, t: Array) -> Array:
         """log q(x_t | x0) for every x0 sequence: float32[B, K**L]."""
-        k = self.vocab_size
-        # per-position table q(x_t = n | x0 = k) at each batch time: [B, K, N]
-        eye = jnp.broadcast_to(jnp.eye(k), (t.shape[0], k, k))
-        table = process.marginal_probs(eye, t)
-        log_table = jnp.log(jnp.maximum(table, 0.0))
+        k, l = self.vocab_size, self.length
+        # table[b, k, i, n] = q(x_t,i = n | x0_i = k) at each batch time (the process may
+        # treat positions differently): [B, K, L, N]
+        eye = jnp.broadcast_to(jnp.eye(k)[None, :, None, :], (t.shape[0], k, l, k))
+        table = process.marginal_probs(eye, jnp.broadcast_to(t[:, None], (t.shape[0], k)))
         if jnp.issubdtype(x_t.dtype, jnp.floating):
             # a (soft) one-hot input [B, L, N]: the likelihood extends linearly in it
-            per_pos = jnp.log(jnp.maximum(jnp.einsum("bin,bkn->bik", x_t, table), 1e-38))
+            per_pos = jnp.log(jnp.maximum(jnp.einsum("bin,bkin->bik", x_t, table), 1e-38))
         else:
             # per_pos[b, i, k] = log q(x_t[b, i] | x0_i = k)
-            per_pos = jnp.take_along_axis(log_table.swapaxes(1, 2), x_t[:, :, None], axis=1)
+            idx = jnp.broadcast_to(x_t[:, None, :, None], (t.shape[0], k, l, 1))
+            at = jnp.take_along_axis(table, idx, axis=-1)[..., 0]  # [B, K, L]
+            per_pos = jnp.log(jnp.maximum(at, 0.0)).swapaxes(1, 2)
         seq = self.sequences  # [S, L]
         gathered = jnp.take_along_axis(per_pos[:, None, :, :], seq[None, :, :, None], axis=-1)[
             ..., 0

@@ -7,7 +7,7 @@ sampler's empirical convergence order (Ren et al.: about 1 in TV for euler /
 tau-leaping / tweedie, about 2 for theta-trapezoidal; KL, being quadratic in
 small errors, shows twice those). first_hitting is exact whatever ``steps``.
 The orders are then measured without Monte Carlo noise from the samplers' exact output
-laws (:mod:`ddjax.samplers.exact_law`), on a strongly and a weakly dependent target.
+laws (:mod:`ddjax.testing.exact_law`), on a strongly and a weakly dependent target.
 
     python -m experiments.tables.exact_toy            # full (docs/tables/exact_toy.*)
     python -m experiments.tables.exact_toy --quick    # seconds, for CI
@@ -25,7 +25,7 @@ import numpy as np
 
 import ddjax as dd
 from ddjax import testing
-from ddjax.samplers import exact_law
+from ddjax.testing import exact_law
 from experiments.tables import _report
 
 # Expected TV order (Ren et al.; design.md 5.3). Samplers not listed have no stated order.
@@ -162,7 +162,7 @@ def main() -> None:
         f"{kl_floor:.1e}; orders are fitted on errors above 3x the floor (nan: too few "
         f"such points). first_hitting is run at one step count: it is exact whatever the "
         f"steps, so its TV should sit at the floor.\n\n"
-        f"Exact laws (ddjax.samplers.exact_law: each step's transition matrix over all "
+        f"Exact laws (ddjax.testing.exact_law: each step's transition matrix over all "
         f"states, multiplied; no Monte Carlo noise), for the samplers with a per-position "
         f"step law, on the strong target and a 'weak' one (independent positions plus "
         f"0.15 x a Gaussian dependent part):\n\n"
