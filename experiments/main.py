@@ -148,10 +148,11 @@ def main(argv: Sequence[str], options: dict[str, Any] | None = None) -> None:
 
     cfg = _CONFIG.value
     if options:
-        if "options" not in cfg.sample:
-            cfg.sample.options = ml_collections.ConfigDict()
-        for name, value in options.items():
-            cfg.sample.options[name] = value
+        with cfg.unlocked():  # config_flags locks the config it loads
+            if "options" not in cfg.sample:
+                cfg.sample.options = ml_collections.ConfigDict()
+            for name, value in options.items():
+                cfg.sample.options[name] = value
     cfg.lock()
     try:
         run.run(cfg, _WORKDIR.value, _MODE.value)
@@ -173,6 +174,7 @@ def cli() -> None:
     if message is not None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    sys.argv = argv  # config_flags reads its overrides from sys.argv
     app.run(lambda args: main(args, options), argv=argv)
 
 
