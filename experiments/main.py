@@ -7,10 +7,16 @@ A run resumes from ``WORKDIR/checkpoints`` when it holds a checkpoint, so the sa
 command continues a stopped run. On several hosts every process runs this same
 command (``--distributed=auto`` detects SLURM, Cloud TPU, Open MPI and
 ``JAX_COORDINATOR_ADDRESS``).
+
+``--config.sample.options.NAME=VALUE`` passes any keyword option to the sampler
+(``eta`` for remdm, ``theta``, ``n_corrector``, ``multi_jump``, ``tokens_per_call``,
+...); VALUE is read as a Python literal (else as a string), and an option the sampler
+lacks is an error that lists the valid ones, before training starts.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib.util
 import os
@@ -18,6 +24,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -32,6 +39,7 @@ _DISTRIBUTED = flags.DEFINE_enum(
 )
 
 EXIT_USAGE = 2
+OPTIONS_FLAG = "--config.sample.options."
 
 
 def config_keys(cfg: Any, prefix: str = "") -> list[str]:
@@ -65,6 +73,8 @@ def check_overrides(argv: Sequence[str]) -> str | None:
             spec = a.split("=", 1)[1]
         elif a == "--config" and i + 1 < len(args):
             spec = args[i + 1]
+        elif a.startswith(OPTIONS_FLAG):
+            continue  # any name: checked against the sampler's signature later
         elif a.startswith("--config."):
             overrides.append(a[len("--config.") :].split("=", 1)[0])
     if spec is None:
@@ -85,7 +95,45 @@ def check_overrides(argv: Sequence[str]) -> str | None:
     return None
 
 
-def main(argv: Sequence[str]) -> None:
+def parse_value(text: str) -> Any:
+    """A command-line value as a Python literal ('0.02', 'True', '(1, 2)'), else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def split_sample_options(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """Takes the ``--config.sample.options.NAME=VALUE`` arguments out of ``argv``.
+
+    ml_collections only overrides keys a config defines, and ``sample.options`` is open:
+    returns the other arguments and the options (name -> parsed value).
+    """
+    rest: list[str] = []
+    options: dict[str, Any] = {}
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if not a.startswith(OPTIONS_FLAG):
+            rest.append(a)
+            i += 1
+            continue
+        name, eq, value = a[len(OPTIONS_FLAG) :].partition("=")
+        if not eq:  # --config.sample.options.NAME VALUE
+            if i + 1 >= len(args):
+                raise ValueError(f"{a} needs a value ({a}=VALUE)")
+            value = args[i + 1]
+            i += 1
+        if not name.isidentifier():
+            raise ValueError(f"{OPTIONS_FLAG}{name}: an option name is one keyword, e.g. eta")
+        options[name] = parse_value(value)
+        i += 1
+    return rest, options
+
+
+def main(argv: Sequence[str], options: dict[str, Any] | None = None) -> None:
+    """Runs the ``--mode`` job; ``options`` go into ``cfg.sample.options``."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not _WORKDIR.value:
@@ -96,12 +144,19 @@ def main(argv: Sequence[str]) -> None:
 
     training.maybe_initialize_distributed(_DISTRIBUTED.value)
     from experiments import run
+    from experiments.common import ConfigError
 
     cfg = _CONFIG.value
+    if options:
+        with cfg.unlocked():  # config_flags locks the config it loads
+            if "options" not in cfg.sample:
+                cfg.sample.options = ml_collections.ConfigDict()
+            for name, value in options.items():
+                cfg.sample.options[name] = value
     cfg.lock()
     try:
         run.run(cfg, _WORKDIR.value, _MODE.value)
-    except FileNotFoundError as e:
+    except (ConfigError, FileNotFoundError) as e:
         logging.error("%s", e)
         sys.exit(f"error: {e}")
     except training.NonFiniteError as e:
@@ -112,10 +167,15 @@ def main(argv: Sequence[str]) -> None:
 def cli() -> None:
     """Entry point: checks config overrides, then runs absl's app."""
     message = check_overrides(sys.argv)
+    try:
+        argv, options = split_sample_options(sys.argv)
+    except ValueError as e:
+        message = message or str(e)
     if message is not None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
-    app.run(main)
+    sys.argv = argv  # config_flags reads its overrides from sys.argv
+    app.run(lambda args: main(args, options), argv=argv)
 
 
 if __name__ == "__main__":

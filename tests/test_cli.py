@@ -88,6 +88,17 @@ def test_smoke_run_trains_evaluates_samples_and_writes_its_files(tmp_path, steps
     assert out.returncode == 0, out.stderr[-3000:]
     assert open(work / f"samples_step{steps}.txt").read().count("--- sample") == 3
 
+    out = cli(  # a sampler option from the command line
+        "--config=experiments/configs/smoke.py",
+        f"--workdir={work}",
+        "--mode=sample",
+        "--config.sample.sampler=remdm",
+        "--config.sample.options.eta=0.02",
+        "--config.sample.options.schedule=loop",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "samples (remdm, written to" in out.stdout
+
 
 CONFIGS = sorted(
     f[:-3]
@@ -131,3 +142,141 @@ def test_every_small_config_trains_evaluates_and_samples(tmp_path, name):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "validation bits per" in out.stdout
     assert any(f.startswith("samples_step3") for f in os.listdir(tmp_path))
+
+
+# -- sample.options: any sampler option from the config, checked before training -----------
+
+
+def _smoke(sampler="ancestral", **options):
+    from experiments.configs import smoke
+
+    cfg = smoke.get_config()
+    cfg.sample.sampler = sampler
+    cfg.sample.options.update(options)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def smoke_exp():
+    from experiments import model
+
+    return model.build(_smoke())
+
+
+def _with_sample(exp, **sample):
+    from experiments import model
+
+    cfg = exp.cfg.copy_and_resolve_references()
+    options = sample.pop("options", {})
+    cfg.sample.update(sample)
+    cfg.sample.options.update(options)
+    return model.Experiment(
+        cfg, exp.data, exp.objective, exp.graphdef, exp.params, exp.apply_fn, exp.mesh
+    )
+
+
+def test_sample_options_reach_the_sampler(smoke_exp, monkeypatch):
+    import functools
+
+    import ddjax as dd
+    from experiments import sampling
+
+    real = dd.samplers.SAMPLERS["remdm"]
+    seen = {}
+
+    @functools.wraps(real)  # keeps the signature that the option check reads
+    def recording(key, denoiser, process, shape, **kwargs):
+        seen.update(kwargs)
+        return real(key, denoiser, process, shape, **kwargs)
+
+    monkeypatch.setitem(dd.samplers.SAMPLERS, "remdm", recording)
+    exp = _with_sample(smoke_exp, sampler="remdm", options={"eta": 0.02, "t_on": 0.6})
+    samples = sampling.generate(exp, exp.params, 2, seed=0)
+    assert samples.shape == (2, exp.data.seq_len)
+    assert seen == {"steps": 16, "eta": 0.02, "t_on": 0.6}
+
+
+def test_remdm_eta_changes_the_samples(smoke_exp):
+    """The option is not just accepted: remasking (eta > 0) moves the draw."""
+    import numpy as np
+
+    from experiments import sampling
+
+    def draw(eta):
+        exp = _with_sample(smoke_exp, sampler="remdm", options={"eta": eta})
+        return sampling.generate(exp, exp.params, 4, seed=3)
+
+    assert not np.array_equal(draw(0.0), draw(0.5))
+
+
+def test_sample_options_are_checked_against_the_signature():
+    import inspect
+
+    import ddjax as dd
+    from experiments import sampling
+    from experiments.common import ConfigError
+
+    assert sampling.sampler_options(_smoke("remdm", eta=0.02)) == {"eta": 0.02}
+    assert sampling.sampler_options(_smoke("theta_trapezoidal", theta=0.3, multi_jump=True))
+    assert sampling.sampler_options(_smoke("predictor_corrector", n_corrector=2))
+    assert sampling.sampler_options(_smoke("first_hitting", tokens_per_call=2))
+
+    job = {"key", "denoiser", "process", "shape", "steps", "temperature", "fixed"}
+    job.add("return_trajectory")
+    params = inspect.signature(dd.samplers.SAMPLERS["remdm"]).parameters
+    valid = [p for p in params if p not in job]
+    with pytest.raises(ConfigError) as e:
+        sampling.sampler_options(_smoke("remdm", etaa=0.02))
+    msg = str(e.value)
+    assert "sample.options.etaa is unknown for sampler 'remdm'" in msg
+    assert msg.endswith("valid options: " + ", ".join(valid))
+    with pytest.raises(ConfigError, match="theta is unknown for sampler 'euler'"):
+        sampling.sampler_options(_smoke("euler", theta=0.5))
+    # what the job sets itself is not an option: its config key is named instead
+    with pytest.raises(ConfigError, match=r"steps is set by the job \(sample.steps\)"):
+        sampling.sampler_options(_smoke("remdm", steps=3))
+    with pytest.raises(ConfigError, match="temperature is set by the job"):
+        sampling.sampler_options(_smoke("remdm", temperature=0.5))
+    with pytest.raises(ConfigError) as e:
+        sampling.sampler_options(_smoke("remdmm"))
+    assert str(e.value) == f"unknown sample.sampler 'remdmm'; known: {sorted(dd.samplers.SAMPLERS)}"
+
+
+def test_sample_options_on_the_command_line():
+    from experiments.main import check_overrides, split_sample_options
+
+    argv = [
+        "x",
+        "--config=experiments/configs/smoke.py",
+        "--config.sample.options.eta=0.02",
+        "--config.sample.options.schedule",
+        "loop",
+        "--config.sample.options.multi_jump=True",
+        "--config.sample.options.theta=(0.5)",
+        "--config.train.num_steps=3",
+    ]
+    assert check_overrides(argv) is None  # any option name passes here, checked later
+    rest, options = split_sample_options(argv)
+    assert rest == ["x", "--config=experiments/configs/smoke.py", "--config.train.num_steps=3"]
+    assert options == {"eta": 0.02, "schedule": "loop", "multi_jump": True, "theta": 0.5}
+    with pytest.raises(ValueError, match="one keyword"):
+        split_sample_options(["x", "--config.sample.options.a.b=1"])
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--config.sample.sampler=nope"], "unknown sample.sampler 'nope'; known: ['"),
+        (
+            ["--config.sample.sampler=remdm", "--config.sample.options.etaa=0.1"],
+            "sample.options.etaa is unknown for sampler 'remdm'; valid options: ",
+        ),
+    ],
+    ids=["sampler", "option"],
+)
+def test_bad_sampler_or_option_fails_before_step_0(tmp_path, args, expected):
+    out = cli("--config=experiments/configs/smoke.py", f"--workdir={tmp_path / 'w'}", *args)
+    assert out.returncode != 0
+    assert expected in out.stderr and "Traceback" not in out.stderr
+    assert "step " not in out.stdout + out.stderr
+    assert not (tmp_path / "w").exists()  # nothing written, nothing trained

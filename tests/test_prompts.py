@@ -5,31 +5,31 @@ against the oracle in tests/test_guidance.py and tests/test_samplers_*.py)."""
 import numpy as np
 import pytest
 
-from experiments import run as run_lib
+from experiments import model, sampling
 from experiments.configs import digits_mdlm, smoke
 
 
 @pytest.fixture(scope="module")
 def text_exp():
-    return run_lib.build(smoke.get_config())
+    return model.build(smoke.get_config())
 
 
 def _with(exp, **sample):
     cfg = exp.cfg.copy_and_resolve_references()
     cfg.sample.update(sample)
-    return run_lib.Experiment(
+    return model.Experiment(
         cfg, exp.data, exp.objective, exp.graphdef, exp.params, exp.apply_fn, exp.mesh
     )
 
 
 def test_prompt_is_a_fixed_prefix(text_exp):
     exp = _with(text_exp, prompt="To be, or")
-    fixed = run_lib.prompt_tokens(exp, 3)
+    fixed = sampling.prompt_tokens(exp, 3)
     ids = exp.data.encode("to be or")  # text8 mode: lower case, punctuation to space
     assert fixed.shape == (3, exp.data.seq_len)
     np.testing.assert_array_equal(fixed[:, : len(ids)], np.broadcast_to(ids, (3, len(ids))))
     assert np.all(fixed[:, len(ids) :] == -1)
-    samples = run_lib.generate(exp, exp.params, 3, seed=0)
+    samples = sampling.generate(exp, exp.params, 3, seed=0)
     np.testing.assert_array_equal(samples[:, : len(ids)], fixed[:, : len(ids)])
     assert exp.data.decode(samples)[0].startswith("to be or")
 
@@ -37,7 +37,7 @@ def test_prompt_is_a_fixed_prefix(text_exp):
 def test_template_underscores_are_free(text_exp):
     template = "to be or ____ to be"
     exp = _with(text_exp, template=template, sampler="first_hitting")
-    samples = run_lib.generate(exp, exp.params, 2, seed=1)
+    samples = sampling.generate(exp, exp.params, 2, seed=1)
     for text in exp.data.decode(samples):
         for i, ch in enumerate(template):
             if ch != "_":
@@ -56,17 +56,17 @@ def test_template_underscores_are_free(text_exp):
 )
 def test_bad_sample_options(text_exp, sample, match):
     with pytest.raises(ValueError, match=match):
-        run_lib.generate(_with(text_exp, **sample), text_exp.params, 2, seed=0)
+        sampling.generate(_with(text_exp, **sample), text_exp.params, 2, seed=0)
 
 
 def test_cfg_sampling_of_a_class_conditional_model():
     cfg = digits_mdlm.get_config()
     cfg.model.base_channels = 8
     cfg.sample.update(steps=4, guidance="cfg", gamma=2.0, class_label=3)
-    exp = run_lib.build(cfg)
-    samples = run_lib.generate(exp, exp.params, 4, seed=0)
+    exp = model.build(cfg)
+    samples = sampling.generate(exp, exp.params, 4, seed=0)
     assert samples.shape == (4, 64)
     assert samples.min() >= 0 and samples.max() < 17  # no mask id left
     bad = _with(exp, class_label=10)
     with pytest.raises(ValueError, match="class_label"):
-        run_lib.generate(bad, exp.params, 2, seed=0)
+        sampling.generate(bad, exp.params, 2, seed=0)

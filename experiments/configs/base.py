@@ -104,6 +104,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.sample.class_label = -1  # class-conditional models: -1 cycles over the classes
     c.sample.guidance = "none"  # none | cfg (classifier-free, needs num_classes > 0)
     c.sample.gamma = 1.0  # guidance strength (0: unconditional, 1: conditional)
+    # any other keyword option of the sampler, e.g. --config.sample.options.eta=0.02
+    # (remdm); checked against the sampler's signature before training starts
+    c.sample.options = ml_collections.ConfigDict()
     return c
 
 

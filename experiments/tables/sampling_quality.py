@@ -30,7 +30,7 @@ import numpy as np
 
 import ddjax as dd
 from ddjax.models import ar_log_likelihood
-from experiments import run as run_lib
+from experiments import model
 from experiments.tables import _report, likelihood
 
 
@@ -38,8 +38,8 @@ def restore(workdir: Path):
     """(experiment, eval params) from a finished run's workdir."""
     with open(workdir / "config.json") as f:
         cfg = ml_collections.ConfigDict(json.load(f))
-    exp, state = run_lib._restore_for_inference(cfg, str(workdir))
-    return exp, run_lib._eval_params(cfg, state)
+    exp, state = model.restore_for_inference(cfg, str(workdir))
+    return exp, model.eval_params(cfg, state)
 
 
 def ar_nats(exp_ar, params_ar, x: np.ndarray) -> np.ndarray:

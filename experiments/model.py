@@ -1,0 +1,130 @@
+"""Building an experiment from a config: data, process, model, objective, mesh, state.
+
+Also restoring a trained one from its workdir for evaluation or sampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Any
+
+from jax import Array
+
+from ddjax import training
+from ddjax.training import Objective
+from experiments.common import say
+from experiments.data import Data, load_data
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything built from a config."""
+
+    cfg: Any
+    data: Data
+    objective: Objective
+    graphdef: Any
+    params: Any
+    apply_fn: Callable[..., Array]
+    mesh: Any
+
+
+def make_apply_fn(graphdef: Any, cfg: Any, image_shape: tuple[int, ...] | None) -> Callable:
+    """``apply_fn(params, x int32[B, L], t, labels, dropout_key=None) -> float32[B, L, out]``.
+
+    Image models get ``x`` reshaped to ``[B, *image_shape]``; the causal model ignores t.
+    """
+    from ddjax import models
+
+    name = cfg.model.name
+
+    def apply_fn(
+        params: Any, x: Array, t: Array | None, labels: Array | None, dropout_key: Any = None
+    ) -> Array:
+        b = x.shape[0]
+        if image_shape is not None and name == "unet":
+            x = x.reshape(b, *image_shape)
+        if name == "ar":
+            out = models.apply(graphdef, params, x, None, labels, dropout_key=dropout_key)
+        else:
+            out = models.apply(graphdef, params, x, t, labels, dropout_key=dropout_key)
+        return out.reshape(b, -1, out.shape[-1])
+
+    return apply_fn
+
+
+def build(cfg: Any, *, mesh: Any = None, data: Data | None = None) -> Experiment:
+    """Data, process, model, objective and mesh from ``cfg``.
+
+    ``data`` replaces :func:`experiments.data.load_data` (e.g. synthetic tokens).
+    """
+    from ddjax import models
+
+    data = load_data(cfg) if data is None else data
+    process = training.make_process(cfg.process, data.vocab_size)
+    if (cfg.loss.name == "ar") != (process is None):
+        raise ValueError("loss.name='ar' goes with process.name='none' and only with it")
+    if (cfg.loss.name == "ar") != (cfg.model.name == "ar"):
+        raise ValueError("loss.name='ar' needs model.name='ar' (and the 'ar' model needs it)")
+    in_vocab = data.vocab_size if process is None else process.num_states
+    out = training.output_size(cfg.loss.name, process, data.vocab_size)
+    model = models.build(cfg.model, in_vocab, out, seed=int(cfg.seed))
+    graphdef, params = models.split(model)
+    apply_fn = make_apply_fn(graphdef, cfg, data.image_shape)
+    objective = Objective(
+        name=cfg.loss.name,
+        process=process,
+        apply_fn=apply_fn,
+        time_conditioning=bool(cfg.model.time_conditioning),
+        plugin=bool(cfg.loss.plugin),
+        aux_weight=float(cfg.loss.aux_weight),
+        scale_by_sigma=bool(cfg.loss.scale_by_sigma),
+        t_min=float(cfg.loss.t_min),
+        dropout=float(cfg.model.dropout) > 0,
+    )
+    mesh = mesh if mesh is not None else training.make_mesh()
+    return Experiment(cfg, data, objective, graphdef, params, apply_fn, mesh)
+
+
+def make_state(exp: Experiment) -> tuple[training.TrainState, Any]:
+    """A fresh placed TrainState and the optimiser."""
+    cfg = exp.cfg
+    tx = training.make_optimizer(cfg.optim, int(cfg.train.num_steps))
+    state = training.init_train_state(exp.params, tx, int(cfg.seed))
+    state = training.put_replicated(state, exp.mesh, bool(cfg.train.fsdp))
+    return state, tx
+
+
+def eval_params(cfg: Any, state: training.TrainState) -> Any:
+    """The parameters to evaluate and sample with: the EMA ones when ``eval.use_ema``."""
+    return state.ema_params if bool(cfg.eval.use_ema) else state.params
+
+
+def checkpointer(cfg: Any, workdir: str) -> training.Checkpointer:
+    """The run's checkpoint manager, over ``WORKDIR/checkpoints``."""
+    return training.Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        max_to_keep=int(cfg.train.max_to_keep),
+        async_save=bool(cfg.train.async_checkpoint),
+    )
+
+
+def restore_for_inference(cfg: Any, workdir: str) -> tuple[Experiment, training.TrainState]:
+    """The experiment built from ``cfg`` and the latest checkpoint's state in ``workdir``."""
+    exp = build(cfg)
+    state, _ = make_state(exp)
+    ckpt = checkpointer(cfg, workdir)
+    try:
+        restored = ckpt.restore_latest(state)
+    finally:
+        ckpt.close()
+    if restored is None:
+        raise FileNotFoundError(
+            f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first with "
+            "--mode=train and the same --workdir"
+        )
+    state, _, step = restored
+    say(f"restored step {step} from {workdir}")
+    return exp, state

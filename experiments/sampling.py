@@ -1,0 +1,268 @@
+"""Sampling a trained experiment: sampler and option checks, prompts, the samples'
+files, and the ``--mode=sample`` job."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from experiments.common import ConfigError, say
+from experiments.model import Experiment, eval_params, restore_for_inference
+
+# What the job passes to every sampler itself, and the config key that sets it.
+JOB_ARGUMENTS = {
+    "key": "sample.seed",
+    "denoiser": "the model",
+    "process": "process.*",
+    "shape": "sample.num_samples and data.seq_len",
+    "steps": "sample.steps",
+    "temperature": "sample.temperature",
+    "fixed": "sample.prompt / sample.template",
+    "return_trajectory": "the job writes final samples only",
+}
+
+
+def get_sampler(name: str) -> Callable:
+    """``ddjax.samplers.SAMPLERS[name]``, or a ConfigError that lists the known names."""
+    from ddjax import samplers
+
+    if name not in samplers.SAMPLERS:
+        raise ConfigError(f"unknown sample.sampler {name!r}; known: {sorted(samplers.SAMPLERS)}")
+    return samplers.SAMPLERS[name]
+
+
+def _job_arguments(cfg: Any) -> dict[str, str]:
+    """Arguments the job sets itself for ``cfg`` (name -> what sets it)."""
+    job = dict(JOB_ARGUMENTS)
+    if cfg.loss.name == "any_order_nll" and cfg.sample.sampler == "ancestral":
+        job["time_independent"] = "set for any_order_nll models"
+    return job
+
+
+def user_options(cfg: Any) -> dict[str, Any]:
+    """``cfg.sample.options`` as a plain dict (empty when the config has none)."""
+    options = cfg.sample.get("options", None)
+    if options is None:
+        return {}
+    return options.to_dict() if hasattr(options, "to_dict") else dict(options)
+
+
+def valid_options(cfg: Any) -> list[str]:
+    """The keyword options of ``cfg.sample.sampler`` that ``sample.options`` may set."""
+    params = inspect.signature(get_sampler(str(cfg.sample.sampler))).parameters.values()
+    job = _job_arguments(cfg)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in params if p.kind in kinds and p.name not in job]
+
+
+def sampler_options(cfg: Any) -> dict[str, Any]:
+    """Checks ``sample.sampler`` and ``sample.options`` against the sampler's signature.
+
+    Returns the options to pass through. Raises ConfigError for an unknown sampler (with
+    the known names), or an option the sampler lacks or the job sets itself (with the
+    valid options). Run it before training so a typo fails at step 0, not at the end.
+    """
+    options = user_options(cfg)
+    if cfg.loss.name == "ar":
+        if options:
+            raise ConfigError(
+                f"sample.options {sorted(options)}: the AR model samples left to right "
+                "and takes no sampler options"
+            )
+        return {}
+    name = str(cfg.sample.sampler)
+    valid = valid_options(cfg)
+    job = _job_arguments(cfg)
+    for key in options:
+        if key in valid:
+            continue
+        why = f" is set by the job ({job[key]})" if key in job else " is unknown"
+        raise ConfigError(
+            f"sample.options.{key}{why} for sampler {name!r}; valid options: {', '.join(valid)}"
+        )
+    return options
+
+
+def sample_ar(
+    key: Array, apply_fn: Callable, params: Any, shape: tuple[int, int], temperature: float
+) -> Array:
+    """Left-to-right sampling from the causal model: int32[B, L] (L full forward passes)."""
+    from ddjax.samplers import categorical
+
+    b, length = shape
+
+    def body(i: Array, x: Array) -> Array:
+        logits = apply_fn(params, x, None, None)[:, i] / temperature
+        tok = categorical(jax.random.fold_in(key, i), logits)
+        return x.at[:, i].set(tok)
+
+    return jax.lax.fori_loop(0, length, body, jnp.zeros(shape, jnp.int32))
+
+
+def generate(exp: Experiment, params: Any, num: int, seed: int) -> np.ndarray:
+    """``num`` samples from the model, int32[num, seq_len], with ``cfg.sample``."""
+    cfg = exp.cfg
+    key = jax.random.PRNGKey(seed)
+    shape = (num, exp.data.seq_len)
+    temperature = float(cfg.sample.temperature)
+    if exp.objective.name == "ar":
+        sampler_options(cfg)
+        fn = jax.jit(lambda p, k: sample_ar(k, exp.apply_fn, p, shape, temperature))
+        return np.asarray(fn(params, key))
+    name = cfg.sample.sampler
+    sampler = get_sampler(name)
+    labels = None
+    num_classes = int(cfg.model.num_classes)
+    if num_classes > 0:
+        label = int(cfg.sample.class_label)
+        if not -1 <= label < num_classes:
+            raise ValueError(
+                f"sample.class_label={label} must be -1 (every class) or 0..{num_classes - 1}"
+            )
+        labels = jnp.arange(num, dtype=jnp.int32) % num_classes
+        if label >= 0:
+            labels = jnp.full((num,), label, jnp.int32)
+    process = exp.objective.process
+    steps = int(cfg.sample.steps)
+    if process.is_discrete_time:
+        steps = min(steps, process.num_steps)
+    options: dict[str, Any] = {"steps": steps, **sampler_options(cfg)}
+    if temperature != 1.0:
+        options["temperature"] = temperature
+    if exp.objective.name == "any_order_nll" and name == "ancestral":
+        options["time_independent"] = True
+    fixed = prompt_tokens(exp, num)
+    if fixed is not None:
+        options["fixed"] = fixed
+    guidance = str(cfg.sample.guidance)
+    if guidance not in ("none", "cfg"):
+        raise ValueError(f"sample.guidance must be 'none' or 'cfg', got {guidance!r}")
+    if guidance == "cfg" and num_classes == 0:
+        raise ValueError(
+            "sample.guidance='cfg' needs a class-conditional model (model.num_classes > 0)"
+        )
+
+    def run(p: Any, k: Array) -> Array:
+        denoiser = exp.objective.denoiser(p, labels)
+        if guidance == "cfg":
+            from ddjax import guidance as guidance_lib
+
+            null = jnp.full((num,), num_classes, jnp.int32)
+            denoiser = guidance_lib.cfg(
+                denoiser, exp.objective.denoiser(p, null), float(cfg.sample.gamma)
+            )
+        return sampler(k, denoiser, process, shape, **options)
+
+    return np.asarray(jax.jit(run)(params, key))
+
+
+def prompt_tokens(exp: Experiment, num: int) -> np.ndarray | None:
+    """``fixed`` for the samplers from ``sample.prompt`` (a prefix) or ``sample.template``.
+
+    In a template every underscore is a free position; positions past the end of the
+    prompt or template are free too. Returns int32[num, seq_len] with -1 where free.
+    """
+    cfg = exp.cfg
+    prompt, template = str(cfg.sample.prompt), str(cfg.sample.template)
+    if not prompt and not template:
+        return None
+    if prompt and template:
+        raise ValueError("give sample.prompt or sample.template, not both")
+    if exp.data.encode is None:
+        raise ValueError("sample.prompt / sample.template need a text data set")
+    seq_len = exp.data.seq_len
+    row = np.full(seq_len, -1, np.int32)
+    if prompt:
+        ids = exp.data.encode(prompt)
+        if len(ids) > seq_len:
+            raise ValueError(f"sample.prompt has {len(ids)} tokens, more than seq_len={seq_len}")
+        row[: len(ids)] = ids
+    else:
+        if len(template) > seq_len:
+            raise ValueError(
+                f"sample.template has {len(template)} characters, more than seq_len={seq_len}"
+            )
+        for i, ch in enumerate(template):
+            if ch != "_":
+                ids = exp.data.encode(ch)
+                if len(ids) != 1:
+                    raise ValueError(f"sample.template character {ch!r} is not one token")
+                row[i] = ids[0]
+    return np.broadcast_to(row, (num, seq_len)).copy()
+
+
+def write_samples(exp: Experiment, samples: np.ndarray, workdir: str, tag: str) -> str:
+    """Writes samples as text (one per paragraph) or a PNG grid; returns the path."""
+    os.makedirs(workdir, exist_ok=True)
+    if exp.data.decode is not None:
+        path = os.path.join(workdir, f"samples_{tag}.txt")
+        texts = exp.data.decode(samples)
+        with open(path, "w", encoding="utf-8") as f:
+            for i, s in enumerate(texts):
+                f.write(f"--- sample {i} ---\n{s}\n")
+        return path
+    path = os.path.join(workdir, f"samples_{tag}.png")
+    save_image_grid(samples.reshape(len(samples), *exp.data.image_shape), exp.data.vocab_size, path)
+    return path
+
+
+def save_image_grid(images: np.ndarray, levels: int, path: str) -> None:
+    """Saves int images [N, H, W] or [N, H, W, 3] (values 0..levels-1) as one PNG grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    cols = int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols, rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            img = np.clip(images[i], 0, levels - 1) / (levels - 1)
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+
+
+def sample_and_write(exp: Experiment, params: Any, workdir: str, step: int) -> list[str] | str:
+    """Samples with ``cfg.sample``, writes them to the workdir and prints text ones.
+
+    Returns the texts (text data), the PNG path (images), or [] when sampling is not
+    possible for this model (the reason is printed) or on processes other than 0.
+    """
+    cfg = exp.cfg
+    try:
+        samples = generate(exp, params, int(cfg.sample.num_samples), int(cfg.sample.seed))
+    except (AttributeError, NotImplementedError, ValueError) as e:
+        say(f"note: no samples ({type(e).__name__}: {e})")
+        return []
+    if jax.process_index() != 0:
+        return []
+    path = write_samples(exp, samples, workdir, f"step{step}")
+    if exp.data.decode is not None:
+        texts = exp.data.decode(samples)
+        how = "ar" if exp.objective.name == "ar" else cfg.sample.sampler
+        say(f"samples ({how}, written to {path}):")
+        for t in texts:
+            say("  > " + t.replace("\n", "\\n"))
+        return texts
+    say(f"samples written to {path}")
+    return path
+
+
+def sample(cfg: Any, workdir: str) -> dict[str, Any]:
+    """Writes ``cfg.sample.num_samples`` samples of the latest checkpoint to the workdir."""
+    sampler_options(cfg)
+    exp, state = restore_for_inference(cfg, workdir)
+    out = sample_and_write(exp, eval_params(cfg, state), workdir, int(state.step))
+    return {"samples": out}
