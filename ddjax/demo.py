@@ -4,7 +4,7 @@
 
 The target is a random distribution over all 4**3 sequences of length 3 on 4 tokens.
 With the oracle's exact denoiser p(x0_i | x_t), an ancestral sampler for masking noise
-(a ``lax.scan`` over ``process.posterior_probs`` and ``ddjax.samplers.categorical``)
+(a ``lax.scan`` over ``process.posterior_probs`` and ``ddjax.random.categorical``)
 draws from the target up to a discretisation error that vanishes as the steps grow, so
 its total variation to the target should sit near the Monte Carlo floor of that many
 exact samples. The masked ELBO of the exact denoiser, computed exactly (quadrature in

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ddjax.samplers import categorical, gumbel
 from ddjax.random import gumbel_from_uniform, uniform_from_words
+from ddjax.samplers import categorical, gumbel
 
 Z_1E6 = 4.753424308822899  # standard normal upper 1e-6 quantile
 

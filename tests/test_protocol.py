@@ -295,7 +295,8 @@ SHARD_SCRIPT = textwrap.dedent(
     K, L = 3, 2
     mesh = jax.make_mesh((4,), ("d",))
     target = testing.random_target(jax.random.PRNGKey(0), K, L, temperature=0.5)
-    for pname, process in [("masking", dd.processes.Masking(K)), ("uniform", dd.processes.Uniform(K))]:
+    processes = [("masking", dd.processes.Masking(K)), ("uniform", dd.processes.Uniform(K))]
+    for pname, process in processes:
         den = target.denoiser(process)
         for name, fn in dd.samplers.SAMPLERS.items():
             if pname == "uniform" and name in dd.samplers.MASKING_ONLY:
