@@ -390,7 +390,9 @@ def dfm_generalized_kl(
     In our time direction kappa = alpha(t); per position
     (-a'/(1 - a)) [delta(x0, x_t) - p(x_t) - (1 - delta(x0, x_t)) log p(x0)],
     where p(x_t) = 0 when x_t is the mask. For masking it equals :func:`masked_elbo`
-    (under SUBS); for other sources it is an ELBO of the mixture-path generator.
+    (under SUBS) and so the NLL with the exact posterior; for other sources (uniform
+    noise) it is a bound of the mixture-path generator, not the NLL, even with the exact
+    posterior (one token: 0.488 / 2.006 / 2.923 nats against 0.357 / 1.609 / 2.303).
     """
     _require(process, Interpolating, "dfm_generalized_kl")
     log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)

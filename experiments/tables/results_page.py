@@ -61,17 +61,16 @@ COMMENTS = {
     ),
     "exact_toy": (
         "theta_trapezoidal is second order (Ren et al.) where its positive part "
-        "(a1 R(x*) - a2 R(x))_+ stays inactive: on the weak target; on the strong one it "
-        "clips and the order falls towards 1, with a smaller constant than the first-order "
-        "methods. Under uniform noise its local slope also drops at the finest steps, which "
-        "we attribute to the stiff rates of the log-linear schedule near t = 0. "
-        "design.md 5.3 expects theta_rk2 to be second order for theta <= 1/2; we measure "
-        "first order. Ren et al. prove second order for theta-trapezoidal only. In theta-RK2 "
-        "the second stage leaps from x with rates evaluated at the intermediate state x*, "
-        "so a position that jumped in stage 1 gets the rates out of its new value applied "
-        "from its old one (under masking at theta = 1/2, no rate at all): we think this "
-        "discontinuity in "
-        "the state is what limits it to first order on a discrete space."
+        "(a1 R(x*) - a2 R(x) 1[x*_i = x_i])_+ stays inactive: on the weak target; on the "
+        "strong one it clips and the order falls towards 1, with a smaller constant than the "
+        "first-order methods. The table above was measured before the stage-2 fix of issue 10: "
+        "then the -a2 R(x) term was kept at positions that jumped in stage 1, which clipped "
+        "under uniform noise and caused the uniform slope drop at the finest steps (not the "
+        "schedule's stiffness, as this page said before); with the term dropped there the "
+        "weak-target uniform slope is second order (tests/test_samplers_ctmc.py), and masking "
+        "is unchanged. theta_rk2 is first order by construction: its second stage leaps from "
+        "x with rates evaluated at the intermediate state x*, so a position that jumped in "
+        "stage 1 gets the rates out of its new value applied from its old one."
     ),
 }
 
