@@ -1,23 +1,28 @@
-"""Sampler overhead: wall time / (network calls x one jitted forward pass).
+"""Sampler overhead: a sampler's wall time against the bare network loop with the same calls.
 
 A 4-layer, width-256 DiT denoiser (``ddjax.models.DiT``, random weights) at L = 256,
-B = 16 on the CPU. The forward pass ends in log-probabilities (SUBS), so the ratio
-measures everything a sampler adds to its network calls: the categorical draws, the
-posterior algebra and the loop. Both are measured in the same run: the forward time
-is the mean of the fastest of two calls right before and two right after each
-sampler run (so a change of machine load moves both), the sampler time the fastest of
-its timed runs. Compile time is reported separately (``lower().compile()``).
+B = 16 on the CPU; the forward pass ends in log-probabilities (SUBS). For every row,
+timed in the same run and alternating (sampler, loop, sampler, loop, ...; the fastest
+of each), so a change of machine load moves both:
 
-Targets: ratio <= 1.05 at vocabulary 28, <= 1.5 at 50258 (GPT-2 + mask).
+* ``sampler``: the sampler with the real network;
+* ``net loop``: a ``lax.scan`` of the same number of chained network calls and nothing
+  else (what the network costs inside a compiled loop);
+* ``own work``: the same sampler with the network replaced by a fixed array of
+  log-probabilities (its draws, posterior algebra and loop, measured directly).
 
-    python benchmarks/samplers.py --quick            # a few samplers, 16 steps, vocab 28
+``ratio = sampler / net loop`` is judged against the targets: <= 1.05 with K = 28 data
+tokens, <= 1.5 with K = 50258 (each with one mask state more). ``own / net`` is the
+direct measure of what the sampler adds. Compile time is reported separately.
+
+    python benchmarks/samplers.py --quick            # a few samplers, 16 steps, K = 28
     python benchmarks/samplers.py                    # the full table (long, see below)
     python benchmarks/samplers.py --vocab 50258 --steps 16 --samplers ancestral,remdm
 
-The full run uses steps {16, 64, 256} at vocabulary 28 and a reduced set at 50258,
-where one forward pass costs seconds on a 2-core CPU: steps 16 for every sampler and
-64 for the masking samplers. first_hitting is timed with ``tokens_per_call = L / steps``
-(``steps`` calls), and at vocabulary 28 also with one token per call (L = 256 calls).
+The full run uses steps {16, 64, 256} at K = 28 and a reduced set at 50258, where one
+forward pass costs seconds on a 2-core CPU: steps 16 for every sampler and 64 for the
+masking samplers. first_hitting is timed with ``tokens_per_call = L / steps`` (``steps``
+calls), and at K = 28 also with one token per call (L = 256 calls).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ except ImportError:  # ddjax.models not there yet: a minimal local stand-in belo
     _models = None
 
 MASKING_SAMPLERS = ("ancestral", *dd.samplers.MASKING_ONLY)
+NEG = -1e9
 QUICK_SAMPLERS = ("ancestral", "first_hitting", "remdm", "confidence", "euler")
 TARGET = {28: 1.05, 50258: 1.5}
 
@@ -116,16 +122,11 @@ def timed(fn: Callable, *args) -> float:
     return time.perf_counter() - start
 
 
-def forward_time(forward, params, x, t, repeats: int) -> float:
-    return min(timed(forward, params, x, t) for _ in range(repeats))
-
-
 def network_only(key, denoiser, process, shape, *, steps):
     """Baseline: ``steps`` chained network calls in a lax.scan and nothing else.
 
     Each call decodes one block of positions by argmax, so every call depends on the
-    previous one. Its ratio shows what the loop itself costs (or saves) against
-    standalone forward passes.
+    previous one (nothing can be hoisted out of the loop).
     """
     del key
     b, l = shape
@@ -140,35 +141,54 @@ def network_only(key, denoiser, process, shape, *, steps):
     return jax.lax.scan(body, x, jnp.arange(steps))[0]
 
 
-BASELINE = "(network only)"
-
-
 def sampler_options(name: str, steps: int, length: int, per_call: int | None) -> dict:
     if name == "first_hitting":
         return {"tokens_per_call": per_call or max(1, length // steps)}
     return {"steps": steps}
 
 
-def run_row(name, process, denoise, params, shape, steps, per_call, forward, fwd_args, repeats):
+def fixed_denoiser(vocab: int) -> Callable:
+    """(log_probs, x, t) -> the fixed log-probs, kept dependent on x (never hoisted)."""
+
+    def denoise(log_probs, x, t):
+        del t
+        return jnp.where(x[..., None] >= 0, log_probs, NEG)
+
+    return denoise
+
+
+def run_row(name, process, denoise, params, shape, steps, per_call, fixed_lp, repeats):
+    """Times the sampler, the bare network loop with its calls, and its own work."""
     options = sampler_options(name, steps, shape[1], per_call)
-    fn = network_only if name == BASELINE else dd.samplers.SAMPLERS[name]
-    jitted = jax.jit(lambda p, k: fn(k, partial(denoise, p), process, shape, **options))
-    key = jax.random.key(0)
-    start = time.perf_counter()
-    compiled = jitted.lower(params, key).compile()
-    compile_s = time.perf_counter() - start
-    if repeats == 1 and steps <= 16:  # a cheap untimed first run (memory, thread pools)
-        jax.block_until_ready(compiled(params, key))
-    before = forward_time(forward, *fwd_args, repeats=2)
-    wall = min(timed(compiled, params, jax.random.key(i + 1)) for i in range(repeats))
-    fwd = 0.5 * (before + forward_time(forward, *fwd_args, repeats=2))
     extra = {k: v for k, v in options.items() if k != "steps"}
-    calls = steps if name == BASELINE else dd.samplers.network_calls(name, steps, shape[1], **extra)
+    calls = dd.samplers.network_calls(name, steps, shape[1], **extra)
+    fn = dd.samplers.SAMPLERS[name]
+    own = fixed_denoiser(process.vocab_size)
+
+    def compile_(f, arg):
+        jitted = jax.jit(lambda a, k: f(k, partial(denoise if arg is params else own, a)))
+        return jitted.lower(arg, jax.random.key(0)).compile()
+
+    start = time.perf_counter()
+    sampler = compile_(lambda k, d: fn(k, d, process, shape, **options), params)
+    compile_s = time.perf_counter() - start
+    loop = compile_(lambda k, d: network_only(k, d, process, shape, steps=calls), params)
+    alone = compile_(lambda k, d: fn(k, d, process, shape, **options), fixed_lp)
+    for f, a in ((sampler, params), (loop, params), (alone, fixed_lp)):
+        jax.block_until_ready(f(a, jax.random.key(0)))  # untimed first runs
+    walls = {"sampler": [], "loop": [], "own": []}
+    for i in range(repeats):  # alternating, so a change of load moves all three
+        walls["sampler"].append(timed(sampler, params, jax.random.key(i + 1)))
+        walls["loop"].append(timed(loop, params, jax.random.key(i + 1)))
+        walls["own"].append(timed(alone, fixed_lp, jax.random.key(i + 1)))
+    best = {k: min(v) for k, v in walls.items()}
     return {
         "calls": calls,
-        "wall": wall,
-        "fwd": fwd,
-        "ratio": wall / (calls * fwd),
+        "wall": best["sampler"],
+        "loop": best["loop"],
+        "own": best["own"],
+        "ratio": best["sampler"] / best["loop"],
+        "own_ratio": best["own"] / best["loop"],
         "compile": compile_s,
         "options": options,
     }
@@ -216,13 +236,12 @@ def _bench(args: argparse.Namespace) -> None:
             step_list = [16]
         else:
             step_list = [16, 64] if big else [16, 64, 256]
-        repeats = args.repeats or (1 if big or args.quick else 2)
+        repeats = args.repeats or (2 if big or args.quick else 3)
         graphdef, params = build_model(vocab, l)
         denoise = make_denoiser(graphdef, vocab)
-        forward = jax.jit(denoise)
         x = jnp.where(jnp.arange(l) % 2 == 0, vocab, jnp.arange(l) % vocab).astype(jnp.int32)
-        fwd_args = (params, jnp.broadcast_to(x, (b, l)), jnp.full((b,), 0.5, jnp.float32))
-        jax.block_until_ready(forward(*fwd_args))
+        # the fixed stand-in for the network: one real forward pass's log-probs
+        fixed_lp = jax.jit(denoise)(params, jnp.broadcast_to(x, (b, l)), jnp.full((b,), 0.5))
         if big and not args.steps:
             print(
                 f"\nvocab {vocab}: reduced set: steps {step_list} for the masking samplers, "
@@ -233,67 +252,54 @@ def _bench(args: argparse.Namespace) -> None:
                 process = dd.processes.Masking(vocab_size=vocab)
             else:
                 process = dd.processes.Uniform(vocab_size=vocab)
-            for name in [BASELINE, *names] if proc_name == "masking" else names:
+            for name in names:
                 if proc_name == "uniform" and name in MASKING_SAMPLERS[1:]:
                     continue
                 variants = [(s, None) for s in step_list]
-                if name == BASELINE:
-                    variants = variants[:1]
                 if big and not args.steps and name not in MASKING_SAMPLERS:
                     variants = variants[:1]
                 if name == "first_hitting" and not big and not args.quick and not args.steps:
                     if l not in step_list:
                         variants.append((l, 1))  # one token per call: L calls
                 for steps, per_call in variants:
-                    try:
-                        row = run_row(
-                            name,
-                            process,
-                            denoise,
-                            params,
-                            (b, l),
-                            steps,
-                            per_call,
-                            forward,
-                            fwd_args,
-                            repeats,
-                        )
-                    except NotImplementedError as err:
-                        print(f"  {name}: skipped ({err})")
-                        break
+                    row = run_row(
+                        name, process, denoise, params, (b, l), steps, per_call, fixed_lp, repeats
+                    )
                     row.update(vocab=vocab, process=proc_name, name=name, steps=steps)
                     rows.append(row)
                     ok = "ok" if row["ratio"] <= TARGET.get(vocab, 1.5) else "MISS"
                     print(
                         f"  {proc_name:8s} K={vocab:<6d} {name:20s} steps={steps:<4d} "
                         f"calls={row['calls']:<4d} ratio={row['ratio']:.3f} {ok} "
-                        f"(wall {row['wall']:.2f}s, fwd {row['fwd'] * 1e3:.0f}ms, "
+                        f"own/net={row['own_ratio']:.3f} (wall {row['wall']:.2f}s, net loop "
+                        f"{row['loop']:.2f}s, own {row['own']:.2f}s, "
                         f"compile {row['compile']:.1f}s)",
                         flush=True,
                     )
 
     print()
-    base = {(r["process"], r["vocab"]): r["ratio"] for r in rows if r["name"] == BASELINE}
     print(
-        "| process | vocab | sampler | steps | calls | wall (s) | fwd (ms) | ratio "
-        "| vs net-only | compile (s) |"
+        "| process | K (data tokens) | sampler | steps | calls | sampler (s) | net loop (s) "
+        "| ratio | own work (s) | own / net | compile (s) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        rel = base.get((r["process"], r["vocab"]))
-        rel = f"{r['ratio'] / rel:.3f}" if rel else "-"
         name = r["name"]
         if name == "first_hitting":
             name += f" (k={r['options']['tokens_per_call']})"
         print(
             f"| {r['process']} | {r['vocab']} | {name} | {r['steps']} | {r['calls']} | "
-            f"{r['wall']:.2f} | {r['fwd'] * 1e3:.0f} | {r['ratio']:.3f} | {rel} "
-            f"| {r['compile']:.1f} |"
+            f"{r['wall']:.2f} | {r['loop']:.2f} | {r['ratio']:.3f} | {r['own']:.2f} | "
+            f"{r['own_ratio']:.3f} | {r['compile']:.1f} |"
         )
-    print("\nratio = wall / (calls x forward); targets: <= 1.05 at vocab 28, <= 1.5 at 50258.")
     print(
-        f"{BASELINE}: a lax.scan of bare forward calls (the loop's own cost); 'vs net-only' "
-        "is ratio / its ratio."
+        "\nratio = sampler / net loop (a lax.scan of the same number of bare network calls, "
+        "timed alternately in the same run); targets: <= 1.05 at K = 28, <= 1.5 at K = 50258 "
+        "(K data tokens; masking adds one mask state)."
+    )
+    print(
+        "own work: the same sampler with the network replaced by a fixed array of "
+        "log-probs; own / net is what the sampler adds, measured directly."
     )
     print("first_hitting's 'steps' column is the calls it was given (tokens_per_call = L/steps).")
 

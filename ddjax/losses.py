@@ -20,7 +20,7 @@ from jax.typing import ArrayLike
 
 from ddjax._struct import check
 from ddjax.arrays import onehot, sequence_times
-from ddjax.processes import D3PM, Interpolating, Masking, Process
+from ddjax.processes import D3PM, Interpolating, Masking, Process, require
 
 __all__ = [
     "sample_times",
@@ -76,12 +76,18 @@ def _data_nll(log_probs: Array, x0: Array) -> Array:
     return -jnp.take_along_axis(log_probs, x0[..., None], axis=-1)[..., 0]
 
 
-def _require(process: Process, kind: type, loss: str) -> None:
-    check(
-        isinstance(process, kind),
-        f"{loss} needs a {kind.__name__} process, got {type(process).__name__}",
-        TypeError,
-    )
+# The process capabilities each loss reads (ddjax.processes.CAPABILITIES): the
+# continuous-time closed forms are those of a schedule with the noise law prior_probs.
+_NEEDS = {
+    "masked_elbo": ("continuous_time", "mask", "schedule"),
+    "score_entropy": ("continuous_time", "schedule", "prior_probs", "forward_rate_into"),
+    "uniform_elbo": ("continuous_time", "schedule", "prior_probs", "forward_rate_into"),
+    "dfm_generalized_kl": ("continuous_time", "schedule", "prior_probs"),
+}
+
+
+def _require(process: Process, loss: str) -> None:
+    require(process, _NEEDS[loss], loss)
 
 
 def cross_entropy(log_probs: ArrayLike, x0: ArrayLike) -> Array:
@@ -99,7 +105,7 @@ def masked_elbo(
     log_probs: ArrayLike, x0: ArrayLike, x_t: ArrayLike, t: ArrayLike, process: Masking
 ) -> Array:
     """MDLM / MD4 continuous-time NELBO: (-a'_t / (1 - a_t)) sum_{masked i} -log p(x0_i)."""
-    _require(process, Masking, "masked_elbo")
+    _require(process, "masked_elbo")
     log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
     t = sequence_times(t, x0)
     masked = x_t == process.mask_id
@@ -191,7 +197,7 @@ def score_entropy(
     Args:
       log_score: float[B, L, num_states]; the entry at y = x_t is ignored.
     """
-    _require(process, Interpolating, "score_entropy")
+    _require(process, "score_entropy")
     log_score, x0, x_t = _check_args(log_score, x0, x_t, process, "log_score")
     n = process.num_states
     check(
@@ -240,7 +246,7 @@ def uniform_elbo(
     position, run on chunks of positions). ``plugin=True``: UDLM's published form, which
     plugs ``p`` into the one-hot posterior formula (exact only for p(x0_i | rest)).
     """
-    _require(process, Interpolating, "uniform_elbo")
+    _require(process, "uniform_elbo")
     log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
     t = sequence_times(t, x0)
     if plugin:
@@ -331,7 +337,12 @@ def d3pm_vb(
     Args:
       t_index: int32[B] in 1..T.
     """
-    _require(process, D3PM, "d3pm_vb")
+    check(
+        process.is_discrete_time and hasattr(process, "qbar"),
+        f"d3pm_vb needs a discrete-time D3PM process (step matrices qbar), got "
+        f"{type(process).__name__}",
+        TypeError,
+    )
     log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
     t = process.check_steps(t_index, x0, "t_index", lo=1)
     n = process.num_states
@@ -394,7 +405,7 @@ def dfm_generalized_kl(
     noise) it is a bound of the mixture-path generator, not the NLL, even with the exact
     posterior (one token: 0.488 / 2.006 / 2.923 nats against 0.357 / 1.609 / 2.303).
     """
-    _require(process, Interpolating, "dfm_generalized_kl")
+    _require(process, "dfm_generalized_kl")
     log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
     t = sequence_times(t, x0)
     k = process.vocab_size

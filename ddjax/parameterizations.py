@@ -16,7 +16,7 @@ from jax.typing import ArrayLike
 
 from ddjax._struct import check
 from ddjax.arrays import onehot, sequence_times
-from ddjax.processes import Interpolating, Process
+from ddjax.processes import Interpolating, Process, require
 
 __all__ = [
     "NEG_INF",
@@ -63,11 +63,8 @@ def logits_to_log_probs(logits: ArrayLike, x_t: ArrayLike, process: Process) -> 
 
 
 def _require_interpolating(process: Process) -> Interpolating:
-    check(
-        isinstance(process, Interpolating),
-        f"concrete scores need a continuous-time process, got {type(process).__name__}",
-        TypeError,
-    )
+    """Concrete scores here use the closed form of a schedule with noise law prior_probs."""
+    require(process, ("continuous_time", "schedule", "prior_probs", "score"), "concrete scores")
     return process
 
 

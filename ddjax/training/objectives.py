@@ -187,12 +187,12 @@ class Objective:
 
     def _model_time(self, t: Array) -> Array:
         """The network's time input: t itself, or the step index / T for D3PM."""
-        if isinstance(self.process, D3PM):
+        if self.process.is_discrete_time:
             return t.astype(jnp.float32) / self.process.num_steps
         return t.astype(jnp.float32)
 
     def _log_score(self, out: Array, t: Array) -> Array:
-        if self.scale_by_sigma and isinstance(self.process, Masking):
+        if self.scale_by_sigma and self.process.mask_id is not None:
             sb = self.process.schedule.sigma_bar(t)
             shift = jnp.log(jnp.expm1(sb)) + math.log(self.process.vocab_size)
             return out - shift[:, None, None]
@@ -252,7 +252,7 @@ class Objective:
             out = self._net(params, x_t, None, labels, dkey)
             log_probs = parameterizations.subs(out, x_t, p.mask_id)
             return losses.any_order_nll(log_probs, x0, mask)
-        if isinstance(p, D3PM):
+        if p.is_discrete_time:
             t_index = _uniform_to_index(u, p.num_steps)
             x_t = _per_row(keys, lambda k, x, t: p.sample(k, x[None], t[None])[0], x0, t_index)
             out = self._net(params, x_t, self._model_time(t_index), labels, dkey)
