@@ -87,6 +87,20 @@ class _Theta(driver.PositionLaw):
         self, k1: Array, k2: Array, ctx: driver.Context, x: Array, t: Array, s: Array
     ) -> Array:
         """Both stages through :func:`ddjax.samplers.ctmc.masked_leap` (masking only)."""
+        h = t - s
+        rho = t - self.theta * h
+        lp_t = ctx.base(x, t)
+        rate_t = ctx.process.unmask_rate(t)
+        x_star = ctmc.masked_leap(k1, ctx, x, [(rate_t, lp_t)], self.theta * h, self.multi_jump)
+        x_star = driver.clamp(x_star, ctx.fixed)
+        start, terms, dt = self.masked_stage2(ctx, x, x_star, lp_t, rate_t, rho, h)
+        return ctmc.masked_leap(k2, ctx, start, terms, dt, self.multi_jump)
+
+    def masked_stage2(
+        self, ctx: driver.Context, x: Array, x_star: Array, lp_t: Array, rate_t: Array,
+        rho: Array, h: Array,
+    ) -> tuple[Array, list[tuple[Array, Array]], Array]:  # fmt: skip
+        """Stage 2 under masking: (the state it leaps from, its rate terms, its length)."""
         raise NotImplementedError
 
     def transition_matrix(
@@ -131,19 +145,14 @@ class ThetaTrapezoidal(_Theta):
         rates = a1 * rates2 - a2 * jnp.where(stayed, rates1, 0.0)
         return ctmc.leap_probs(x_star, rates, (1.0 - self.theta) * h, self.multi_jump)
 
-    def masked_draw(
-        self, k1: Array, k2: Array, ctx: driver.Context, x: Array, t: Array, s: Array
-    ) -> Array:
-        h = t - s
-        rho = t - self.theta * h
-        lp_t = ctx.base(x, t)
-        rate_t = ctx.process.unmask_rate(t)
-        x_star = ctmc.masked_leap(k1, ctx, x, [(rate_t, lp_t)], self.theta * h, self.multi_jump)
-        x_star = driver.clamp(x_star, ctx.fixed)
+    def masked_stage2(
+        self, ctx: driver.Context, x: Array, x_star: Array, lp_t: Array, rate_t: Array,
+        rho: Array, h: Array,
+    ) -> tuple[Array, list[tuple[Array, Array]], Array]:  # fmt: skip
         # positions still masked in x* were masked in x; jumped ones have no rates left
         a1, a2 = trapezoidal_weights(self.theta)
         terms = [(a1 * ctx.process.unmask_rate(rho), ctx.base(x_star, rho)), (-a2 * rate_t, lp_t)]
-        return ctmc.masked_leap(k2, ctx, x_star, terms, (1.0 - self.theta) * h, self.multi_jump)
+        return x_star, terms, (1.0 - self.theta) * h
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,21 +181,16 @@ class ThetaRK2(_Theta):
         w = 1.0 / (2.0 * self.theta)
         return ctmc.leap_probs(x, (1.0 - w) * rates1 + w * rates2, h, self.multi_jump)
 
-    def masked_draw(
-        self, k1: Array, k2: Array, ctx: driver.Context, x: Array, t: Array, s: Array
-    ) -> Array:
-        h = t - s
-        rho = t - self.theta * h
-        lp_t = ctx.base(x, t)
-        rate_t = ctx.process.unmask_rate(t)
-        x_star = ctmc.masked_leap(k1, ctx, x, [(rate_t, lp_t)], self.theta * h, self.multi_jump)
-        x_star = driver.clamp(x_star, ctx.fixed)
+    def masked_stage2(
+        self, ctx: driver.Context, x: Array, x_star: Array, lp_t: Array, rate_t: Array,
+        rho: Array, h: Array,
+    ) -> tuple[Array, list[tuple[Array, Array]], Array]:  # fmt: skip
         w = 1.0 / (2.0 * self.theta)
         # R(x*, rho) is 0 where x* is unmasked (the position jumped in stage 1)
         still = (x_star == ctx.process.mask_id).astype(jnp.float32)
         rate_rho = w * ctx.process.unmask_rate(rho) * still
         terms = [((1.0 - w) * rate_t, lp_t), (rate_rho, ctx.base(x_star, rho))]
-        return ctmc.masked_leap(k2, ctx, x, terms, h, self.multi_jump)
+        return x, terms, h
 
 
 theta_trapezoidal = driver.public(ThetaTrapezoidal)
