@@ -37,7 +37,7 @@ __all__ = [
     "uniform_from_words",
     "gumbel_from_uniform",
     "gumbel_float32_truncated",
-    "two_stage",
+    "draw_two_stage",
     "draw_tokens",
     "draw_from_probs",
     "TWO_STAGE_MIN_VOCAB",
@@ -115,7 +115,7 @@ def categorical(key: Array, logits: ArrayLike, axis: int = -1, *, bits: int | st
     return jnp.argmax(logits + g, axis=axis).astype(jnp.int32)
 
 
-def two_stage(key: Array, log_probs: Array, bits: int | str = 32) -> Array:
+def draw_two_stage(key: Array, log_probs: Array, bits: int | str = 32) -> Array:
     """Exact draw from softmax(log_probs) over the last axis: a group, then a class in it.
 
     The K classes are split into groups of ``S = isqrt(K)`` consecutive ids (the last
@@ -151,23 +151,23 @@ def draw_tokens(
     key: Array,
     log_probs: Array,
     argmax: bool = False,
-    two_stage_draw: bool | None = None,
+    two_stage: bool | None = None,
     bits: int | str = 32,
 ) -> Array:
     """One class per row of ``log_probs`` float32[..., K]: int32[...].
 
     Args:
       argmax: take the mode instead of drawing.
-      two_stage_draw: use :func:`two_stage`; None picks it for K >= TWO_STAGE_MIN_VOCAB
+      two_stage: use :func:`draw_two_stage`; None picks it for K >= TWO_STAGE_MIN_VOCAB
         (never for bits="float32", which reproduces JAX's one-stage truncated draw).
       bits: the Gumbel resolution of :func:`categorical`.
     """
     if argmax:
         return jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
-    if two_stage_draw is None:
-        two_stage_draw = log_probs.shape[-1] >= TWO_STAGE_MIN_VOCAB and bits != "float32"
-    if two_stage_draw:
-        return two_stage(key, log_probs, bits)
+    if two_stage is None:
+        two_stage = log_probs.shape[-1] >= TWO_STAGE_MIN_VOCAB and bits != "float32"
+    if two_stage:
+        return draw_two_stage(key, log_probs, bits)
     return categorical(key, log_probs, bits=bits)
 
 

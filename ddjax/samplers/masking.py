@@ -57,13 +57,17 @@ def capacity_for(capacity: int | None, expected: float, length: int, vocab_size:
 
 def step_capacity(ctx: driver.Context, capacity: int | None = None) -> int | None:
     """The gather size for one step of ``ctx``'s grid: ``capacity`` if given, else sized
-    for the largest expected number of tokens decoded by an ancestral step on the grid."""
+    for the largest expected number of tokens an ancestral step decodes on the grid,
+    L (a_s - a_t) (with a schedule; else L times the conditional unmask probability)."""
     if capacity is not None or ctx.steps is None:
         return capacity
     process, length = ctx.process, ctx.shape[1]
-    expected = driver.max_decoded(
-        process, ctx.steps, ctx.t_max, length, lambda t, s: process.unmask_probability(s, t)
-    )
+    if hasattr(process, "schedule"):
+        oma = process.schedule.one_minus_alpha
+        per_step = lambda t, s: oma(t) - oma(s)  # noqa: E731
+    else:
+        per_step = lambda t, s: process.unmask_probability(s, t)  # noqa: E731
+    expected = driver.max_decoded(process, ctx.steps, ctx.t_max, length, per_step)
     return capacity_for(None, expected, length, process.vocab_size)
 
 
