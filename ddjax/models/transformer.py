@@ -5,6 +5,14 @@ self-attention and a GELU MLP, adaLN-zero modulation (shift, scale and gate of
 each branch predicted from a conditioning vector), and a final adaLN + linear
 readout initialised at zero, so every model starts with all logits 0.
 
+Architecture options (all off by default, so the default model is unchanged) reproduce
+published networks exactly, for :mod:`ddjax.interop`: a conditioning width apart from the
+model width (``cond_dim``), the scale of the sinusoidal time features (``time_scale``),
+learned norm parameters and epsilon (``norm``, ``norm_eps``), no adaLN at all (``adaln``),
+learned absolute positions instead of rotary (``positions``), the rotary pairing
+(``rotary_interleaved``), attention biases, a readout tied to the token embedding
+(``tie_embeddings``) and causal models without the BOS shift (``bos_shift``).
+
 Precision: parameters are float32; ``dtype`` sets the matmul / activation dtype
 (bfloat16 on accelerators). The residual stream, norms, softmax and the
 returned logits stay float32.
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +30,13 @@ from flax import nnx
 from jax import Array
 from jax.typing import ArrayLike, DTypeLike
 
-from ddjax.models.layers import TimeEmbedding, apply_rotary, layer_norm, rotary_embedding
+from ddjax.models.layers import (
+    LayerNorm,
+    TimeEmbedding,
+    apply_rotary,
+    layer_norm,
+    rotary_embedding,
+)
 
 __all__ = ["DiT", "CausalTransformer", "ar_log_likelihood"]
 
@@ -64,19 +79,24 @@ class _Attention(nnx.Module):
         causal: bool,
         dtype: DTypeLike,
         implementation: str | None,
+        bias: bool = False,
+        rotary_interleaved: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
         self.num_heads = num_heads
         self.causal = causal
         self.implementation = implementation
-        self.qkv = nnx.Linear(width, 3 * width, use_bias=False, dtype=dtype, rngs=rngs)
-        self.out = nnx.Linear(width, width, use_bias=False, dtype=dtype, rngs=rngs)
+        self.rotary_interleaved = rotary_interleaved
+        self.qkv = nnx.Linear(width, 3 * width, use_bias=bias, dtype=dtype, rngs=rngs)
+        self.out = nnx.Linear(width, width, use_bias=bias, dtype=dtype, rngs=rngs)
 
-    def __call__(self, h: Array, cos: Array, sin: Array) -> Array:
+    def __call__(self, h: Array, cos: Array | None, sin: Array | None) -> Array:
         b, l, d = h.shape
         qkv = self.qkv(h).reshape(b, l, 3, self.num_heads, d // self.num_heads)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cos is not None:
+            q = apply_rotary(q, cos, sin, interleaved=self.rotary_interleaved)
+            k = apply_rotary(k, cos, sin, interleaved=self.rotary_interleaved)
         o = jax.nn.dot_product_attention(
             q, k, v, is_causal=self.causal, implementation=self.implementation
         )
@@ -97,15 +117,30 @@ class _Block(nnx.Module):
         causal: bool,
         dtype: DTypeLike,
         implementation: str | None,
+        norm: str = "plain",
+        norm_eps: float = 1e-6,
+        adaln: bool = True,
+        attention_bias: bool = False,
+        rotary_interleaved: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
         self.dtype = dtype
+        self.norm_eps = norm_eps
         self.attn = _Attention(
-            width, num_heads, causal=causal, dtype=dtype, implementation=implementation, rngs=rngs
+            width,
+            num_heads,
+            causal=causal,
+            dtype=dtype,
+            implementation=implementation,
+            bias=attention_bias,
+            rotary_interleaved=rotary_interleaved,
+            rngs=rngs,
         )
         self.fc1 = nnx.Linear(width, mlp_ratio * width, dtype=dtype, rngs=rngs)
         self.fc2 = nnx.Linear(mlp_ratio * width, width, dtype=dtype, rngs=rngs)
-        self.modulation = _Modulation(cond_dim, 6, width, rngs=rngs)
+        self.norm1 = _norm(norm, width, norm_eps)
+        self.norm2 = _norm(norm, width, norm_eps)
+        self.modulation = _Modulation(cond_dim, 6, width, rngs=rngs) if adaln else None
         self.dropout = nnx.Dropout(dropout)
 
     def _drop(self, h: Array, key: Array | None, salt: int) -> Array:
@@ -113,16 +148,36 @@ class _Block(nnx.Module):
             return h
         return self.dropout(h, rngs=jax.random.fold_in(key, salt))
 
+    def _normed(self, norm: LayerNorm | None, x: Array) -> Array:
+        return layer_norm(x, self.norm_eps) if norm is None else norm(x)
+
     def __call__(
-        self, x: Array, c: Array | None, cos: Array, sin: Array, key: Array | None
+        self,
+        x: Array,
+        c: Array | None,
+        cos: Array | None,
+        sin: Array | None,
+        key: Array | None,
     ) -> Array:
+        if self.modulation is None:
+            a = self.attn(self._normed(self.norm1, x).astype(self.dtype), cos, sin)
+            x = x + self._drop(a.astype(jnp.float32), key, 0)
+            h = self._normed(self.norm2, x).astype(self.dtype)
+            m = self.fc2(jax.nn.gelu(self.fc1(h))).astype(jnp.float32)
+            return x + self._drop(m, key, 1)
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)
-        h = layer_norm(x) * (1.0 + scale1) + shift1
+        h = self._normed(self.norm1, x) * (1.0 + scale1) + shift1
         a = self.attn(h.astype(self.dtype), cos, sin).astype(jnp.float32)
         x = x + gate1 * self._drop(a, key, 0)
-        h = layer_norm(x) * (1.0 + scale2) + shift2
+        h = self._normed(self.norm2, x) * (1.0 + scale2) + shift2
         m = self.fc2(jax.nn.gelu(self.fc1(h.astype(self.dtype)))).astype(jnp.float32)
         return x + gate2 * self._drop(m, key, 1)
+
+
+def _norm(kind: str, width: int, eps: float) -> LayerNorm | None:
+    if kind == "plain":
+        return None
+    return LayerNorm(width, params=kind, eps=eps)
 
 
 class DiT(nnx.Module):
@@ -156,6 +211,24 @@ class DiT(nnx.Module):
       attention_implementation: passed to ``jax.nn.dot_product_attention`` (None, 'xla',
         'cudnn').
       remat: rematerialise each block in the backward pass (saves activation memory).
+      cond_dim: width of the conditioning vector (time / label embedding); None: ``width``.
+      time_scale: ``t`` is multiplied by this inside the sinusoidal features (1.0 embeds the
+        input as given, as MDLM, SEDD and Duo do with sigma).
+      norm: 'plain' (no parameters, the default), 'scale' (learned weight; MDLM, SEDD,
+        Duo) or 'affine' (learned weight and bias; GPT-2), for every block norm and the
+        final norm.
+      norm_eps: layer-norm epsilon (the references use 1e-5).
+      adaln: False drops the adaLN modulation altogether (pre-norm residual blocks with no
+        shift, scale or gate, as in GPT-2); needs no conditioning.
+      positions: 'rotary' (the default) or 'learned' (a learned absolute position
+        embedding of ``max_len`` rows added to the token embedding, no rotary; GPT-2).
+      rotary_interleaved: rotary pairing, see :func:`ddjax.models.layers.apply_rotary`.
+      attention_bias: biases on the qkv and output projections (GPT-2).
+      tie_embeddings: the readout is the transposed token embedding (no readout kernel).
+      readout_bias: a bias on the readout.
+      bos_shift: in causal mode, shift the inputs right behind a learned BOS vector (the
+        default, None, means ``causal``). False gives GPT-2's convention: the logits at
+        position i predict token i + 1 from tokens <= i.
       rngs: initialisation randomness.
     """
 
@@ -177,8 +250,25 @@ class DiT(nnx.Module):
         float32_logits: bool = True,
         attention_implementation: str | None = None,
         remat: bool = False,
+        cond_dim: int | None = None,
+        time_scale: float = 1000.0,
+        norm: str = "plain",
+        norm_eps: float = 1e-6,
+        adaln: bool = True,
+        positions: str = "rotary",
+        rotary_interleaved: bool = False,
+        attention_bias: bool = False,
+        tie_embeddings: bool = False,
+        readout_bias: bool = True,
+        bos_shift: bool | None = None,
         rngs: nnx.Rngs,
     ) -> None:
+        if norm not in ("plain", "scale", "affine"):
+            raise ValueError(f"norm must be 'plain', 'scale' or 'affine', got {norm!r}")
+        if positions not in ("rotary", "learned"):
+            raise ValueError(f"positions must be 'rotary' or 'learned', got {positions!r}")
+        if not adaln and (time_conditioning or num_classes is not None):
+            raise ValueError("adaln=False needs time_conditioning=False and num_classes=None")
         if width % num_heads or (width // num_heads) % 2:
             raise ValueError(
                 f"width ({width}) must be a multiple of num_heads ({num_heads}) with an even "
@@ -199,18 +289,32 @@ class DiT(nnx.Module):
         self.causal = causal
         self.float32_logits = float32_logits
         self.remat = remat
+        self.norm_eps = norm_eps
+        self.positions = positions
+        self.tie_embeddings = tie_embeddings
+        self.bos_shift = causal if bos_shift is None else bos_shift
+        if self.bos_shift and not causal:
+            raise ValueError("bos_shift=True needs causal=True")
+        cond_width = width if cond_dim is None else cond_dim
 
         self.embed = nnx.Embed(vocab_size, width, embedding_init=_embed_init, rngs=rngs)
-        self.bos = nnx.Param(_embed_init(rngs.params(), (width,))) if causal else None
+        self.bos = nnx.Param(_embed_init(rngs.params(), (width,))) if self.bos_shift else None
+        self.pos_embed = (
+            nnx.Param(_embed_init(rngs.params(), (max_len, width)))
+            if positions == "learned"
+            else None
+        )
         self.time_embed = (
-            TimeEmbedding(width, dtype=dtype, rngs=rngs) if time_conditioning else None
+            TimeEmbedding(cond_width, scale=time_scale, dtype=dtype, rngs=rngs)
+            if time_conditioning
+            else None
         )
         self.label_embed = (
-            nnx.Embed(num_classes + 1, width, embedding_init=_embed_init, rngs=rngs)
+            nnx.Embed(num_classes + 1, cond_width, embedding_init=_embed_init, rngs=rngs)
             if num_classes is not None
             else None
         )
-        cond_dim = width if (time_conditioning or num_classes is not None) else None
+        cond_dim = cond_width if (time_conditioning or num_classes is not None) else None
         self.blocks = nnx.List(
             [
                 _Block(
@@ -222,20 +326,40 @@ class DiT(nnx.Module):
                     causal=causal,
                     dtype=dtype,
                     implementation=attention_implementation,
+                    norm=norm,
+                    norm_eps=norm_eps,
+                    adaln=adaln,
+                    attention_bias=attention_bias,
+                    rotary_interleaved=rotary_interleaved,
                     rngs=rngs,
                 )
                 for _ in range(num_layers)
             ]
         )
-        self.final_modulation = _Modulation(cond_dim, 2, width, rngs=rngs)
-        self.readout = nnx.Linear(
-            width,
-            out_size,
-            kernel_init=_zeros,
-            bias_init=_zeros,
-            dtype=jnp.float32 if float32_logits else dtype,
-            rngs=rngs,
-        )
+        self.final_norm = _norm(norm, width, norm_eps)
+        self.final_modulation = _Modulation(cond_dim, 2, width, rngs=rngs) if adaln else None
+        readout_dtype = jnp.float32 if float32_logits else dtype
+        if tie_embeddings:
+            if out_size != vocab_size:
+                raise ValueError(
+                    f"tie_embeddings needs out_size == vocab_size, got {out_size} != {vocab_size}"
+                )
+            self.readout = None
+            self.readout_bias = (
+                nnx.Param(jnp.zeros((out_size,), jnp.float32)) if readout_bias else None
+            )
+        else:
+            self.readout = nnx.Linear(
+                width,
+                out_size,
+                use_bias=readout_bias,
+                kernel_init=_zeros,
+                bias_init=_zeros,
+                dtype=readout_dtype,
+                rngs=rngs,
+            )
+            self.readout_bias = None
+        self.readout_dtype = readout_dtype
 
     def _conditioning(self, batch: int, t: Array | None, labels: Array | None) -> Array | None:
         c = None
@@ -281,19 +405,31 @@ class DiT(nnx.Module):
             raise ValueError(f"sequence length {l} exceeds max_len={self.max_len}")
         c = self._conditioning(b, t, labels)
         h = self.embed(x).astype(jnp.float32)
-        if self.causal:
+        if self.bos is not None:
             bos = jnp.broadcast_to(self.bos[...].astype(jnp.float32), (b, 1, h.shape[-1]))
             h = jnp.concatenate([bos, h[:, :-1]], axis=1)
-        cos, sin = rotary_embedding(l, h.shape[-1] // self.num_heads)
+        if self.pos_embed is not None:
+            h = h + self.pos_embed[...][:l].astype(jnp.float32)
+            cos = sin = None
+        else:
+            cos, sin = rotary_embedding(l, h.shape[-1] // self.num_heads)
         for i, block in enumerate(self.blocks):
             key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
             if self.remat:
                 h = nnx.remat(lambda blk, *a: blk(*a))(block, h, c, cos, sin, key)
             else:
                 h = block(h, c, cos, sin, key)
-        shift, scale = self.final_modulation(c)
-        h = layer_norm(h) * (1.0 + scale) + shift
-        return self.readout(h.astype(self.readout.dtype)).astype(jnp.float32)
+        h = layer_norm(h, self.norm_eps) if self.final_norm is None else self.final_norm(h)
+        if self.final_modulation is not None:
+            shift, scale = self.final_modulation(c)
+            h = h * (1.0 + scale) + shift
+        h = h.astype(self.readout_dtype)
+        if self.readout is not None:
+            return self.readout(h).astype(jnp.float32)
+        out = h @ self.embed.embedding[...].astype(self.readout_dtype).T
+        if self.readout_bias is not None:
+            out = out + self.readout_bias[...]
+        return out.astype(jnp.float32)
 
 
 class CausalTransformer(DiT):
@@ -303,6 +439,15 @@ class CausalTransformer(DiT):
     position i predict token i from tokens < i (position 0 from a learned BOS vector).
     ``t`` and ``labels`` are accepted and ignored / used as in :class:`DiT`, so it can be
     called with the same signature as a denoiser.
+
+    ``options`` are the architecture options of :class:`DiT` (``norm``, ``norm_eps``,
+    ``adaln``, ``positions``, ``rotary_interleaved``, ``attention_bias``,
+    ``tie_embeddings``, ``readout_bias``, ``bos_shift``); e.g. GPT-2 is
+    ``norm='affine', norm_eps=1e-5, adaln=False, positions='learned',
+    attention_bias=True, tie_embeddings=True, readout_bias=False, bos_shift=False``.
+    With ``bos_shift=False`` the logits at i predict token i + 1, so
+    :func:`ar_log_likelihood` (which assumes the BOS shift) does not apply; see
+    :func:`ddjax.metrics.generative_perplexity`.
     """
 
     def __init__(
@@ -321,6 +466,7 @@ class CausalTransformer(DiT):
         attention_implementation: str | None = None,
         remat: bool = False,
         rngs: nnx.Rngs,
+        **options: Any,
     ) -> None:
         super().__init__(
             vocab_size=vocab_size,
@@ -339,6 +485,7 @@ class CausalTransformer(DiT):
             attention_implementation=attention_implementation,
             remat=remat,
             rngs=rngs,
+            **options,
         )
 
 
