@@ -2,6 +2,7 @@
 
 from ddjax import (
     guidance,
+    interop,
     losses,
     metrics,
     parameterizations,
@@ -14,6 +15,7 @@ from ddjax._validation import validate_probs, validate_tokens
 
 __all__ = [
     "guidance",
+    "interop",
     "losses",
     "metrics",
     "parameterizations",

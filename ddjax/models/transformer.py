@@ -229,6 +229,10 @@ class DiT(nnx.Module):
       bos_shift: in causal mode, shift the inputs right behind a learned BOS vector (the
         default, None, means ``causal``). False gives GPT-2's convention: the logits at
         position i predict token i + 1 from tokens <= i.
+      scale_by_sigma: SEDD's log-score scaling: read the time input ``t`` as the total
+        noise sigma and subtract ``log(e^sigma - 1) + log(out_size - 1)`` from the outputs.
+      zero_at_input: set the output at each position's input token to 0 (SEDD: the
+        log-score of staying put, log 1).
       rngs: initialisation randomness.
     """
 
@@ -261,8 +265,12 @@ class DiT(nnx.Module):
         tie_embeddings: bool = False,
         readout_bias: bool = True,
         bos_shift: bool | None = None,
+        scale_by_sigma: bool = False,
+        zero_at_input: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
+        if scale_by_sigma and not time_conditioning:
+            raise ValueError("scale_by_sigma reads t as sigma: it needs time_conditioning=True")
         if norm not in ("plain", "scale", "affine"):
             raise ValueError(f"norm must be 'plain', 'scale' or 'affine', got {norm!r}")
         if positions not in ("rotary", "learned"):
@@ -293,6 +301,8 @@ class DiT(nnx.Module):
         self.positions = positions
         self.tie_embeddings = tie_embeddings
         self.bos_shift = causal if bos_shift is None else bos_shift
+        self.scale_by_sigma = scale_by_sigma
+        self.zero_at_input = zero_at_input
         if self.bos_shift and not causal:
             raise ValueError("bos_shift=True needs causal=True")
         cond_width = width if cond_dim is None else cond_dim
@@ -425,11 +435,19 @@ class DiT(nnx.Module):
             h = h * (1.0 + scale) + shift
         h = h.astype(self.readout_dtype)
         if self.readout is not None:
-            return self.readout(h).astype(jnp.float32)
-        out = h @ self.embed.embedding[...].astype(self.readout_dtype).T
-        if self.readout_bias is not None:
-            out = out + self.readout_bias[...]
-        return out.astype(jnp.float32)
+            out = self.readout(h).astype(jnp.float32)
+        else:
+            out = h @ self.embed.embedding[...].astype(self.readout_dtype).T
+            if self.readout_bias is not None:
+                out = out + self.readout_bias[...]
+            out = out.astype(jnp.float32)
+        if self.scale_by_sigma:
+            sigma = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (b,))
+            esigm1 = jnp.where(sigma < 0.5, jnp.expm1(sigma), jnp.exp(sigma) - 1.0)
+            out = out - jnp.log(esigm1)[:, None, None] - jnp.log(out.shape[-1] - 1.0)
+        if self.zero_at_input:
+            out = jnp.where(jax.nn.one_hot(x, out.shape[-1], dtype=bool), 0.0, out)
+        return out
 
 
 class CausalTransformer(DiT):
