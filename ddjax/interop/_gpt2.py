@@ -246,6 +246,10 @@ def gpt2_tokenizer(path: str | pathlib.Path | None = None) -> Any:
     import tiktoken.load
 
     path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no GPT-2 tokenizer at {path}: expected a folder with vocab.json + merges.txt"
+        )
     folder = path if path.is_dir() else path.parent
     if path.suffix == ".tiktoken":
         ranks = tiktoken.load.load_tiktoken_bpe(str(path))

@@ -394,6 +394,7 @@ class DiT(nnx.Module):
         labels: ArrayLike | None = None,
         *,
         dropout_key: Array | None = None,
+        return_features: bool = False,
     ) -> Array:
         """Logits for every position.
 
@@ -403,6 +404,9 @@ class DiT(nnx.Module):
           labels: int32[B] class ids in 0..num_classes (num_classes = null class); None
             means the null class.
           dropout_key: PRNG key enabling dropout (training); None is deterministic.
+          return_features: return the final hidden states (after the final norm and
+          modulation, before the readout) instead of the logits: float32[B, L, width]
+          (MAUVE's features).
 
         Returns:
           float32[B, L, out_size] logits.
@@ -433,6 +437,8 @@ class DiT(nnx.Module):
         if self.final_modulation is not None:
             shift, scale = self.final_modulation(c)
             h = h * (1.0 + scale) + shift
+        if return_features:
+            return h.astype(jnp.float32)
         h = h.astype(self.readout_dtype)
         if self.readout is not None:
             out = self.readout(h).astype(jnp.float32)
