@@ -90,15 +90,39 @@ class _Attention(nnx.Module):
         self.qkv = nnx.Linear(width, 3 * width, use_bias=bias, dtype=dtype, rngs=rngs)
         self.out = nnx.Linear(width, width, use_bias=bias, dtype=dtype, rngs=rngs)
 
-    def __call__(self, h: Array, cos: Array | None, sin: Array | None) -> Array:
+    def __call__(
+        self,
+        h: Array,
+        cos: Array | None,
+        sin: Array | None,
+        mask: Array | None = None,
+        cache: tuple[Array, Array, Array] | None = None,
+    ) -> Array | tuple[Array, tuple[Array, Array]]:
         b, l, d = h.shape
         qkv = self.qkv(h).reshape(b, l, 3, self.num_heads, d // self.num_heads)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if cos is not None:
             q = apply_rotary(q, cos, sin, interleaved=self.rotary_interleaved)
             k = apply_rotary(k, cos, sin, interleaved=self.rotary_interleaved)
+        if cache is not None:
+            # exact KV cache: write this block's keys / values at ``offset`` and attend to
+            # every cached position before the block's end (static shapes)
+            k_buf, v_buf, offset = cache
+            start = (0, offset, 0, 0)
+            k_buf = jax.lax.dynamic_update_slice(k_buf, k.astype(k_buf.dtype), start)
+            v_buf = jax.lax.dynamic_update_slice(v_buf, v.astype(v_buf.dtype), start)
+            seen = (jnp.arange(k_buf.shape[1]) < offset + l)[None, None, None, :]
+            o = jax.nn.dot_product_attention(
+                q, k_buf.astype(q.dtype), v_buf.astype(q.dtype), mask=seen
+            )
+            return self.out(o.reshape(b, l, d)), (k_buf, v_buf)
         o = jax.nn.dot_product_attention(
-            q, k, v, is_causal=self.causal, implementation=self.implementation
+            q,
+            k,
+            v,
+            mask=mask,
+            is_causal=self.causal and mask is None,
+            implementation=self.implementation,
         )
         return self.out(o.reshape(b, l, d))
 
@@ -158,20 +182,27 @@ class _Block(nnx.Module):
         cos: Array | None,
         sin: Array | None,
         key: Array | None,
-    ) -> Array:
+        mask: Array | None = None,
+        cache: tuple[Array, Array, Array] | None = None,
+    ) -> Array | tuple[Array, tuple[Array, Array]]:
         if self.modulation is None:
-            a = self.attn(self._normed(self.norm1, x).astype(self.dtype), cos, sin)
-            x = x + self._drop(a.astype(jnp.float32), key, 0)
-            h = self._normed(self.norm2, x).astype(self.dtype)
-            m = self.fc2(jax.nn.gelu(self.fc1(h))).astype(jnp.float32)
-            return x + self._drop(m, key, 1)
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)
-        h = self._normed(self.norm1, x) * (1.0 + scale1) + shift1
-        a = self.attn(h.astype(self.dtype), cos, sin).astype(jnp.float32)
-        x = x + gate1 * self._drop(a, key, 0)
-        h = self._normed(self.norm2, x) * (1.0 + scale2) + shift2
+            shift1 = scale1 = shift2 = scale2 = 0.0
+            gate1 = gate2 = 1.0
+        else:
+            shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)
+        h = self._normed(self.norm1, x)
+        if self.modulation is not None:
+            h = h * (1.0 + scale1) + shift1
+        a = self.attn(h.astype(self.dtype), cos, sin, mask, cache)
+        if cache is not None:
+            a, cache = a
+        x = x + gate1 * self._drop(a.astype(jnp.float32), key, 0)
+        h = self._normed(self.norm2, x)
+        if self.modulation is not None:
+            h = h * (1.0 + scale2) + shift2
         m = self.fc2(jax.nn.gelu(self.fc1(h.astype(self.dtype)))).astype(jnp.float32)
-        return x + gate2 * self._drop(m, key, 1)
+        x = x + gate2 * self._drop(m, key, 1)
+        return x if cache is None else (x, cache)
 
 
 def _norm(kind: str, width: int, eps: float) -> LayerNorm | None:
@@ -233,6 +264,11 @@ class DiT(nnx.Module):
         noise sigma and subtract ``log(e^sigma - 1) + log(out_size - 1)`` from the outputs.
       zero_at_input: set the output at each position's input token to 0 (SEDD: the
         log-score of staying put, log 1).
+      block_size: block-causal attention (BD3-LM): position i attends to every position
+        of its own block and of earlier blocks (blocks of ``block_size`` consecutive
+        positions). ``__call__(x_t, t, x0=x0)`` runs BD3-LM's training pass over the
+        concatenation [x_t ; x0] (x_t block b sees itself and the clean blocks < b),
+        and :meth:`init_cache` / :meth:`cached_block` give the exact KV cache.
       rngs: initialisation randomness.
     """
 
@@ -267,8 +303,11 @@ class DiT(nnx.Module):
         bos_shift: bool | None = None,
         scale_by_sigma: bool = False,
         zero_at_input: bool = False,
+        block_size: int | None = None,
         rngs: nnx.Rngs,
     ) -> None:
+        if block_size is not None and (block_size < 1 or causal):
+            raise ValueError(f"block_size must be >= 1 on a non-causal DiT, got {block_size}")
         if scale_by_sigma and not time_conditioning:
             raise ValueError("scale_by_sigma reads t as sigma: it needs time_conditioning=True")
         if norm not in ("plain", "scale", "affine"):
@@ -303,6 +342,7 @@ class DiT(nnx.Module):
         self.bos_shift = causal if bos_shift is None else bos_shift
         self.scale_by_sigma = scale_by_sigma
         self.zero_at_input = zero_at_input
+        self.block_size = block_size
         if self.bos_shift and not causal:
             raise ValueError("bos_shift=True needs causal=True")
         cond_width = width if cond_dim is None else cond_dim
@@ -395,6 +435,7 @@ class DiT(nnx.Module):
         *,
         dropout_key: Array | None = None,
         return_features: bool = False,
+        x0: ArrayLike | None = None,
     ) -> Array:
         """Logits for every position.
 
@@ -407,6 +448,8 @@ class DiT(nnx.Module):
           return_features: return the final hidden states (after the final norm and
           modulation, before the readout) instead of the logits: float32[B, L, width]
           (MAUVE's features).
+          x0: int32[B, L] clean tokens for the block-causal training pass (needs
+            ``block_size``); the logits are those of the x_t half.
 
         Returns:
           float32[B, L, out_size] logits.
@@ -419,6 +462,18 @@ class DiT(nnx.Module):
             raise ValueError(f"sequence length {l} exceeds max_len={self.max_len}")
         c = self._conditioning(b, t, labels)
         h = self.embed(x).astype(jnp.float32)
+        mask = None
+        if x0 is not None and self.block_size is None:
+            raise ValueError("x0 is only for block-causal models (block_size)")
+        if self.block_size is not None:
+            if x0 is not None:
+                x0 = jnp.asarray(x0, jnp.int32)
+                if x0.shape != x.shape:
+                    raise ValueError(f"x0 {x0.shape} must have the shape of x_t {x.shape}")
+                h = jnp.concatenate([h, self.embed(x0).astype(jnp.float32)], axis=1)
+                mask = _block_diff_mask(l, self.block_size)
+            else:
+                mask = _block_causal_mask(l, self.block_size)
         if self.bos is not None:
             bos = jnp.broadcast_to(self.bos[...].astype(jnp.float32), (b, 1, h.shape[-1]))
             h = jnp.concatenate([bos, h[:, :-1]], axis=1)
@@ -427,12 +482,21 @@ class DiT(nnx.Module):
             cos = sin = None
         else:
             cos, sin = rotary_embedding(l, h.shape[-1] // self.num_heads)
+            if x0 is not None:  # both halves carry positions 0..L-1
+                cos, sin = jnp.concatenate([cos, cos]), jnp.concatenate([sin, sin])
         for i, block in enumerate(self.blocks):
             key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
             if self.remat:
-                h = nnx.remat(lambda blk, *a: blk(*a))(block, h, c, cos, sin, key)
+                h = nnx.remat(lambda blk, *a: blk(*a))(block, h, c, cos, sin, key, mask)
             else:
-                h = block(h, c, cos, sin, key)
+                h = block(h, c, cos, sin, key, mask)
+        if x0 is not None:
+            h = h[:, :l]
+        return self._head(h, c, x, t, return_features)
+
+    def _head(self, h: Array, c: Array | None, x: Array, t: Any, features: bool) -> Array:
+        b = x.shape[0]
+        return_features = features
         h = layer_norm(h, self.norm_eps) if self.final_norm is None else self.final_norm(h)
         if self.final_modulation is not None:
             shift, scale = self.final_modulation(c)
@@ -454,6 +518,79 @@ class DiT(nnx.Module):
         if self.zero_at_input:
             out = jnp.where(jax.nn.one_hot(x, out.shape[-1], dtype=bool), 0.0, out)
         return out
+
+    def init_cache(self, batch: int) -> list[tuple[Array, Array]]:
+        """An empty KV cache for :meth:`cached_block`: per layer (keys, values), each
+        float32[batch, max_len, num_heads, head_dim]."""
+        head = self.embed.embedding.get_value().shape[1] // self.num_heads
+        shape = (batch, self.max_len, self.num_heads, head)
+        return [(jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)) for _ in self.blocks]
+
+    def cached_block(
+        self,
+        x_block: ArrayLike,
+        t: ArrayLike | None,
+        cache: list[tuple[Array, Array]],
+        offset: ArrayLike,
+        labels: ArrayLike | None = None,
+    ) -> tuple[Array, list[tuple[Array, Array]]]:
+        """Logits of one block at positions ``offset .. offset + n`` from a KV cache.
+
+        The block attends to itself and to the cached keys / values before ``offset``; its
+        own keys / values are written into the cache at ``offset`` (the returned cache).
+        Advance ``offset`` by the block's length once the block is final, so that later
+        blocks see it; calling again at the same offset overwrites the slot (as the
+        noisy block is overwritten while it is being sampled). With the clean prefix in
+        the cache this equals ``__call__`` on the whole sequence (block-causal), for that
+        block's rows. Needs rotary positions (no learned positions, no BOS shift).
+
+        Args:
+          x_block: int32[B, n] tokens of the block, offset + n <= max_len.
+          t: float32[B] as in ``__call__``.
+          cache: from :meth:`init_cache` or a previous call.
+          offset: int32 scalar (may be traced), the block's first position.
+
+        Returns:
+          (float32[B, n, out_size] logits, the updated cache).
+        """
+        if self.pos_embed is not None or self.bos is not None:
+            raise ValueError("cached_block needs rotary positions and no BOS shift")
+        x_block = jnp.asarray(x_block, jnp.int32)
+        b, n = x_block.shape
+        c = self._conditioning(b, t, labels)
+        h = self.embed(x_block).astype(jnp.float32)
+        cos, sin = rotary_embedding(self.max_len, h.shape[-1] // self.num_heads)
+        offset = jnp.asarray(offset, jnp.int32)
+        cos = jax.lax.dynamic_slice_in_dim(cos, offset, n)
+        sin = jax.lax.dynamic_slice_in_dim(sin, offset, n)
+        new_cache = []
+        for block, (k_buf, v_buf) in zip(self.blocks, cache, strict=True):
+            h, kv = block(h, c, cos, sin, None, None, (k_buf, v_buf, offset))
+            new_cache.append(kv)
+        return self._head(h, c, x_block, t, False), new_cache
+
+
+def _block_causal_mask(length: int, block_size: int) -> Array:
+    """bool[1, 1, L, L]: query i sees key j when block(j) <= block(i)."""
+    blk = jnp.arange(length) // block_size
+    return (blk[None, :] <= blk[:, None])[None, None]
+
+
+def _block_diff_mask(length: int, block_size: int) -> Array:
+    """bool[1, 1, 2L, 2L] over [x_t ; x0] (BD3-LM's training mask).
+
+    x_t block b sees itself (block diagonal) and the x0 blocks < b; x0 block b sees the
+    x0 blocks <= b.
+    """
+    idx = jnp.arange(2 * length)
+    clean = idx >= length
+    blk = jnp.where(clean, idx - length, idx) // block_size
+    bq, bk = blk[:, None], blk[None, :]
+    cq, ck = clean[:, None], clean[None, :]
+    diagonal = (bq == bk) & (cq == ck)
+    offset_causal = (bq > bk) & ck & ~cq
+    causal = (bq >= bk) & ck & cq
+    return (diagonal | offset_causal | causal)[None, None]
 
 
 class CausalTransformer(DiT):
