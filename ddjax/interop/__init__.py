@@ -1,4 +1,4 @@
-"""Published checkpoints in ddjax: MDLM, SEDD, Duo and GPT-2, logits-exact.
+"""Published checkpoints in ddjax: MDLM, SEDD, Duo, BD3-LM and GPT-2, logits-exact.
 
 Each ``load_*`` reads a local checkpoint as its authors publish it (a Hugging Face
 folder with ``config.json`` and ``model.safetensors``, read with ``safetensors.numpy``
@@ -23,11 +23,13 @@ from ddjax.interop._checkpoint import CheckpointError, read_config, read_state_d
 from ddjax.interop._diffusion import (
     REFERENCE_DIT_OPTIONS,
     Pretrained,
+    load_bd3lm,
     load_duo,
     load_mdlm,
     load_sedd,
     mdlm_subs,
     reference_dit,
+    save_bd3lm,
     save_duo,
     save_mdlm,
     save_sedd,
@@ -48,9 +50,11 @@ __all__ = [
     "load_sedd",
     "load_duo",
     "load_gpt2",
+    "load_bd3lm",
     "save_mdlm",
     "save_sedd",
     "save_duo",
     "save_gpt2",
+    "save_bd3lm",
     "gpt2_tokenizer",
 ]

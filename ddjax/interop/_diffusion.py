@@ -53,9 +53,11 @@ __all__ = [
     "load_mdlm",
     "load_sedd",
     "load_duo",
+    "load_bd3lm",
     "save_mdlm",
     "save_sedd",
     "save_duo",
+    "save_bd3lm",
 ]
 
 #: The DiT options that make a ddjax DiT the references' network.
@@ -171,6 +173,22 @@ def _dit_entries(num_layers: int) -> list[Entry]:
     return e
 
 
+# non-network entries of the references' wrappers (Lightning modules, HF models)
+_WRAPPER_KEYS = ("noise.", "sampling_eps_min", "sampling_eps_max", "teacher.")
+
+
+def _backbone(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The network's state dict: keys under 'backbone.' (wrapper buffers dropped), or all."""
+    if not any(k.startswith("backbone.") for k in state):
+        return dict(state)
+    other = [k for k in state if not k.startswith("backbone.") and not k.startswith(_WRAPPER_KEYS)]
+    if other:
+        raise CheckpointError(
+            f"unknown key(s) beside 'backbone.*': {', '.join(map(repr, other[:10]))}"
+        )
+    return {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+
+
 def _rotary_inv_freq(head_dim: int) -> np.ndarray:
     return (1.0 / (10_000.0 ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))).astype(
         np.float32
@@ -197,6 +215,7 @@ def _build_dit(
     max_len: int,
     sedd: bool = False,
     scale_by_sigma: bool = False,
+    block_size: int | None = None,
     dtype: Any = jnp.float32,
 ) -> DiT:
     """A DiT sized from the state dict's shapes and filled from it."""
@@ -220,6 +239,7 @@ def _build_dit(
         mlp_ratio=hidden // width,
         sedd=sedd,
         scale_by_sigma=scale_by_sigma,
+        block_size=block_size,
         abstract=True,
         dtype=dtype,
     )
@@ -346,7 +366,7 @@ def load_mdlm(
     """
     path = pathlib.Path(path)
     cfg = read_config(path)
-    state = strip_prefix(read_state_dict(path, ema=ema), ("backbone.",))
+    state = _backbone(read_state_dict(path, ema=ema))
     heads = num_heads or int(_require(cfg, path, "n_heads", "model.n_heads"))
     length = int(_get(cfg, "model_length", "model.length", default=1024))
     if time_conditioning is None:
@@ -565,7 +585,7 @@ def load_duo(
     """
     path = pathlib.Path(path)
     cfg = read_config(path)
-    state = strip_prefix(read_state_dict(path, ema=ema), ("backbone.",))
+    state = _backbone(read_state_dict(path, ema=ema))
     if _get(cfg, "algo.causal_attention", default=False):
         raise CheckpointError("causal Duo backbones (algo.causal_attention) are not supported")
     heads = num_heads or int(_require(cfg, path, "model.n_heads", "n_heads"))
@@ -607,3 +627,117 @@ def save_duo(model: DiT | Pretrained, path: str | pathlib.Path) -> pathlib.Path:
         },
     )
     return write_checkpoint(path, _dit_state(model, n), config)
+
+
+# --------------------------------------------------------------------------- BD3-LM
+
+
+def load_bd3lm(
+    path: str | pathlib.Path,
+    *,
+    num_heads: int | None = None,
+    block_size: int | None = None,
+    time_conditioning: bool | None = None,
+    eps: float = 1e-3,
+    ema: bool = True,
+    dtype: Any = jnp.float32,
+) -> Pretrained:
+    """Loads a BD3-LM checkpoint (kuleshov-group/bd3lm-owt-block_size4/8/16, or a .ckpt).
+
+    The network is MDLM's with block-causal attention: a :func:`reference_dit` with
+    ``block_size``.
+
+    Args:
+      path: the Hugging Face folder (BD3LMConfig's config.json: ``block_size``,
+        ``n_heads``, ``model_length``, ``time_conditioning``, ``cross_attn``,
+        ``adaln``; ``model.safetensors`` with ``backbone.*`` and the
+        ``sampling_eps_min`` / ``max`` buffers), or the repository's Lightning ``.ckpt``
+        (needs torch; pass ``num_heads`` and ``block_size`` without a config.json).
+      num_heads, block_size, time_conditioning: override or supply the config.
+      eps: the log-linear schedule's eps.
+      ema: read the EMA weights of a Lightning checkpoint.
+      dtype: matmul dtype.
+
+    Returns:
+      :class:`Pretrained` with process ``Masking(K, LogLinear(eps))`` and
+      ``apply(x, t, x0=None)``: the SUBS log-probs over K + 1 of the reference's
+      sampling pass (block-causal over ``x``: clean blocks, then the noisy block), or,
+      with ``x0``, of its training pass over [x_t ; x0]; ``denoiser`` is the
+      block-causal pass as ddjax log-probs over K. ``model.init_cache`` /
+      ``model.cached_block`` give the exact KV cache of the reference's sampler.
+    """
+    path = pathlib.Path(path)
+    cfg = read_config(path)
+    if not _get(cfg, "cross_attn", default=True) or not _get(cfg, "adaln", default=True):
+        raise CheckpointError("BD3-LM checkpoints without cross_attn or adaLN are not supported")
+    if _get(cfg, "causal", default=False):
+        raise CheckpointError("causal BD3-LM backbones (config causal=true) are not supported")
+    state = _backbone(read_state_dict(path, ema=ema))
+    heads = num_heads or int(_require(cfg, path, "n_heads", "model.n_heads"))
+    block = block_size or int(_require(cfg, path, "block_size", "block_size"))
+    length = int(_get(cfg, "model_length", "model.length", default=1024))
+    if time_conditioning is None:
+        time_conditioning = bool(_get(cfg, "time_conditioning", default=False))
+    model = _build_dit(state, num_heads=heads, max_len=length, block_size=block, dtype=dtype)
+    mask_id = model.vocab_size - 1
+    process = processes.Masking(vocab_size=mask_id, schedule=schedules.LogLinear(eps=eps))
+    graphdef, params = nnx.split(model, nnx.Param)
+
+    @jax.jit
+    def run(params: nnx.State, x: Array, sigma: Array, x0: Array | None) -> Array:
+        return nnx.merge(graphdef, params)(x, sigma, x0=x0)
+
+    def apply(x_t: ArrayLike, t: ArrayLike, x0: ArrayLike | None = None) -> Array:
+        x_t = jnp.asarray(x_t, jnp.int32)
+        sigma = process.schedule.sigma_bar(_batch_times(t, x_t))
+        if not time_conditioning:
+            sigma = jnp.zeros_like(sigma)
+        x0 = None if x0 is None else jnp.asarray(x0, jnp.int32)
+        return mdlm_subs(run(params, x_t, sigma, x0), x_t, mask_id)
+
+    def denoiser(x_t: Array, t: Array) -> Array:
+        return parameterizations.subs(apply(x_t, t), x_t, mask_id)
+
+    return Pretrained(model, process, apply, denoiser, "bd3lm", cfg)
+
+
+def save_bd3lm(
+    model: DiT | Pretrained, path: str | pathlib.Path, *, time_conditioning: bool = False
+) -> pathlib.Path:
+    """Writes a block-causal :func:`reference_dit` in the bd3lm-owt Hugging Face layout."""
+    base: Mapping[str, Any] = {}
+    if isinstance(model, Pretrained):
+        base = model.config
+        time_conditioning = bool(_get(base, "time_conditioning", default=time_conditioning))
+        model = model.model
+    _check_reference_dit(model)
+    if model.block_size is None:
+        raise ValueError("not a block-causal DiT: build it with reference_dit(block_size=...)")
+    n = len(model.blocks)
+    config = {
+        "architectures": ["BD3LM"],
+        "model_type": "bd3lm",
+        "attn_backend": "sdpa",
+        "var_min": True,
+        "sampling_eps_min": 1e-3,
+        "sampling_eps_max": 0.999,
+        "dropout": 0.1,
+        **{k: v for k, v in base.items() if k not in ("transformers_version",)},
+    }
+    config.update(
+        block_size=model.block_size,
+        vocab_size=model.vocab_size,
+        model_length=model.max_len,
+        hidden_dim=model.embed.embedding.get_value().shape[1],
+        cond_dim=model.time_embed.fc1.kernel.get_value().shape[1],
+        n_blocks=n,
+        n_heads=model.num_heads,
+        cross_attn=True,
+        adaln=True,
+        causal=False,
+        time_conditioning=time_conditioning,
+    )
+    state = _dit_state(model, n, "backbone.")
+    state["sampling_eps_min"] = np.asarray(config["sampling_eps_min"], np.float32)
+    state["sampling_eps_max"] = np.asarray(config["sampling_eps_max"], np.float32)
+    return write_checkpoint(path, state, config)
