@@ -301,15 +301,28 @@ def test_trained_in_ddjax_exports(tmp_path: pathlib.Path) -> None:
 def test_torch_checkpoint(tmp_path: pathlib.Path) -> None:
     torch = pytest.importorskip("torch")
     state = safetensors_numpy.load_file(FIXTURES / "mdlm_tiny" / "model.safetensors")
-    torch.save(
-        {"state_dict": {k: torch.tensor(v) for k, v in state.items()}}, tmp_path / "last.ckpt"
-    )
+    tensors = {k: torch.tensor(v) for k, v in state.items()}
+    params = [v for k, v in tensors.items() if not k.endswith("inv_freq")]
+    ckpt = {"state_dict": tensors, "ema": {"shadow_params": [2 * v for v in params]}}
+    torch.save(ckpt, tmp_path / "last.ckpt")  # MDLM's Lightning layout, with an EMA
     shutil.copy(FIXTURES / "mdlm_tiny" / "config.json", tmp_path)
     io = _io("mdlm_tiny")
-    _close(
-        interop.load_mdlm(tmp_path / "last.ckpt", ema=False).apply(io["x_t"], io["t"]),
-        io["log_probs"],
+    raw = interop.load_mdlm(tmp_path / "last.ckpt", ema=False)
+    _close(raw.apply(io["x_t"], io["t"]), io["log_probs"])
+    ema = interop.load_mdlm(tmp_path / "last.ckpt")
+    np.testing.assert_array_equal(
+        ema.model.embed.embedding.get_value(), 2 * state["backbone.vocab_embed.embedding"]
     )
+    # SEDD's training checkpoint: DDP-prefixed 'model' and an EMA
+    state = safetensors_numpy.load_file(FIXTURES / "sedd_absorb_tiny" / "model.safetensors")
+    tensors = {"module." + k: torch.tensor(v) for k, v in state.items()}
+    params = [v for k, v in tensors.items() if not k.endswith("inv_freq")]
+    sedd = tmp_path / "sedd"
+    sedd.mkdir()
+    torch.save({"model": tensors, "ema": {"shadow_params": params}}, sedd / "checkpoint.pth")
+    shutil.copy(FIXTURES / "sedd_absorb_tiny" / "config.json", sedd)
+    io = _io("sedd_absorb_tiny")
+    _close(interop.load_sedd(sedd / "checkpoint.pth").apply(io["x_t"], io["t"]), io["log_score"])
 
 
 # --------------------------------------------------------------------------- tokenizer

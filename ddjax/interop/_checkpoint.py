@@ -112,8 +112,9 @@ def read_state_dict(
         ``.safetensors`` / ``.bin`` / ``.pth`` / ``.pt`` / ``.ckpt`` file. Lightning
         ``.ckpt`` files (the training checkpoints of MDLM, Duo, BD3-LM) are read from
         their ``state_dict``.
-      ema: for Lightning checkpoints, substitute the EMA weights (``ckpt['ema']``, the
-        weights the papers evaluate) for the raw ones, in parameter order.
+      ema: for Lightning checkpoints (and SEDD's ``checkpoint.pth``), substitute the EMA
+        weights (``ckpt['ema']['shadow_params']``, the weights the papers evaluate) for
+        the raw ones, in parameter order (the state dict's order without buffers).
       weights_only: passed to ``torch.load``; False unpickles arbitrary objects (only for
         files you trust).
 
@@ -149,7 +150,10 @@ def read_state_dict(
                 state = _ema_state(obj, state, "backbone.")
             return _to_numpy(state)
         if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
-            return _to_numpy(obj["model"])  # SEDD's own training checkpoints
+            state = dict(obj["model"])  # SEDD's own training checkpoints
+            if ema and "ema" in obj:
+                state = _ema_state(obj, state, "")
+            return _to_numpy(state)
         if isinstance(obj, Mapping):
             return _to_numpy(obj)
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")

@@ -446,7 +446,11 @@ def _sedd_schedule(cfg: Mapping[str, Any], path: pathlib.Path) -> schedules.Sche
 
 
 def load_sedd(
-    path: str | pathlib.Path, *, num_heads: int | None = None, dtype: Any = jnp.float32
+    path: str | pathlib.Path,
+    *,
+    num_heads: int | None = None,
+    ema: bool = True,
+    dtype: Any = jnp.float32,
 ) -> Pretrained:
     """Loads a SEDD checkpoint (louaaron/sedd-small, sedd-medium, or the repository's own).
 
@@ -456,6 +460,7 @@ def load_sedd(
         ``model.scale_by_sigma``; ``model.safetensors`` or ``pytorch_model.bin``), or
         SEDD's training ``checkpoint.pth`` (needs torch and a config.json beside it).
       num_heads: override the config's head count.
+      ema: read the EMA weights of a training checkpoint (what SEDD samples from).
       dtype: matmul dtype.
 
     Returns:
@@ -466,7 +471,7 @@ def load_sedd(
     """
     path = pathlib.Path(path)
     cfg = read_config(path)
-    state = strip_prefix(read_state_dict(path), ("module.", "score_model."))
+    state = strip_prefix(read_state_dict(path, ema=ema), ("module.", "score_model."))
     graph = _get(cfg, "graph.type", default="absorb")
     if graph not in ("absorb", "uniform"):
         raise CheckpointError(f"unknown SEDD graph type {graph!r} in {path} (absorb, uniform)")
