@@ -9,12 +9,14 @@ the row implies; anything else is an error that names the key.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -49,6 +51,13 @@ class Entry:
     key: str
     path: tuple[str | int, ...]
     transpose: bool = False
+
+
+def matmul_precision(precision: str | None) -> contextlib.AbstractContextManager:
+    """``jax.default_matmul_precision(precision)``, or nothing for None (used while tracing)."""
+    return (
+        contextlib.nullcontext() if precision is None else jax.default_matmul_precision(precision)
+    )
 
 
 def _safetensors_numpy() -> Any:

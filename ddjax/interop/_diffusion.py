@@ -39,6 +39,7 @@ from ddjax.interop._checkpoint import (
     Entry,
     assign,
     extract,
+    matmul_precision,
     read_config,
     read_state_dict,
     strip_prefix,
@@ -77,10 +78,10 @@ class Pretrained:
       process: the forward process with the checkpoint's schedule (None for GPT-2).
       apply: ``(x_t int32[B, L], t float32[B]) -> float32[B, L, V]``, exactly what the
         reference network returns (see the module docstring); for GPT-2 ``t`` is ignored
-        and the output is the logits.
+        and the output is the logits; BD3-LM's also takes ``x0=`` (its training pass).
       denoiser: ``(x_t, t) -> float32[B, L, K]`` log p(x0 | x_t), the ddjax contract
         (None for GPT-2).
-      kind: 'mdlm', 'sedd', 'duo' or 'gpt2'.
+      kind: 'mdlm', 'sedd', 'duo', 'bd3lm' or 'gpt2'.
       config: the checkpoint's configuration as read (config.json).
     """
 
@@ -282,12 +283,13 @@ def _check_reference_dit(model: DiT) -> None:
         )
 
 
-def _jit_model(model: nnx.Module) -> Callable[[Array, Array], Array]:
+def _jit_model(model: nnx.Module, precision: str | None) -> Callable[[Array, Array], Array]:
     graphdef, params = nnx.split(model, nnx.Param)
 
     @jax.jit
     def run(params: nnx.State, x: Array, t: Array) -> Array:
-        return nnx.merge(graphdef, params)(x, t)
+        with matmul_precision(precision):
+            return nnx.merge(graphdef, params)(x, t)
 
     return lambda x, t: run(params, x, t)
 
@@ -341,6 +343,7 @@ def load_mdlm(
     eps: float = 1e-3,
     ema: bool = True,
     dtype: Any = jnp.float32,
+    precision: str | None = "highest",
 ) -> Pretrained:
     """Loads an MDLM checkpoint (kuleshov-group/mdlm-owt and the repository's own).
 
@@ -354,6 +357,8 @@ def load_mdlm(
       eps: the log-linear schedule's eps (MDLM's default 1e-3).
       ema: read the EMA weights of a Lightning checkpoint (what MDLM evaluates).
       dtype: matmul dtype of the network (float32 for exact logits).
+      precision: float32 matmul precision inside ``apply`` ('highest': true float32, as
+        the float32 reference; None: JAX's default, which may be TF32 on NVIDIA GPUs).
 
     Returns:
       :class:`Pretrained` with process ``Masking(K, LogLinear(eps))``, K = vocab - 1 (the
@@ -382,7 +387,7 @@ def load_mdlm(
         )
     mask_id = vocab - 1
     process = processes.Masking(vocab_size=mask_id, schedule=schedules.LogLinear(eps=eps))
-    net = _jit_model(model)
+    net = _jit_model(model, precision)
 
     def apply(x_t: ArrayLike, t: ArrayLike) -> Array:
         x_t = jnp.asarray(x_t, jnp.int32)
@@ -451,6 +456,7 @@ def load_sedd(
     num_heads: int | None = None,
     ema: bool = True,
     dtype: Any = jnp.float32,
+    precision: str | None = "highest",
 ) -> Pretrained:
     """Loads a SEDD checkpoint (louaaron/sedd-small, sedd-medium, or the repository's own).
 
@@ -462,6 +468,7 @@ def load_sedd(
       num_heads: override the config's head count.
       ema: read the EMA weights of a training checkpoint (what SEDD samples from).
       dtype: matmul dtype.
+      precision: float32 matmul precision inside ``apply`` (see :func:`load_mdlm`).
 
     Returns:
       :class:`Pretrained` with process ``Masking(tokens)`` (graph 'absorb') or
@@ -501,7 +508,7 @@ def load_sedd(
         process: processes.Process = processes.Masking(vocab_size=tokens, schedule=schedule)
     else:
         process = processes.Uniform(vocab_size=tokens, schedule=schedule)
-    net = _jit_model(model)
+    net = _jit_model(model, precision)
 
     def apply(x_t: ArrayLike, t: ArrayLike) -> Array:
         x_t = jnp.asarray(x_t, jnp.int32)
@@ -570,6 +577,7 @@ def load_duo(
     eps: float = 1e-3,
     ema: bool = True,
     dtype: Any = jnp.float32,
+    precision: str | None = "highest",
 ) -> Pretrained:
     """Loads a Duo checkpoint (s-sahoo/duo, duo-distilled, or the repository's own).
 
@@ -582,6 +590,7 @@ def load_duo(
       eps: the log-linear schedule's eps (Duo's default 1e-3).
       ema: read the EMA weights of a Lightning checkpoint.
       dtype: matmul dtype.
+      precision: float32 matmul precision inside ``apply`` (see :func:`load_mdlm`).
 
     Returns:
       :class:`Pretrained` with process ``Uniform(K, LogLinear(eps))``, ``apply`` = Duo's
@@ -598,7 +607,7 @@ def load_duo(
     model = _build_dit(state, num_heads=heads, max_len=length, dtype=dtype)
     vocab = model.out_size
     process = processes.Uniform(vocab_size=vocab, schedule=schedules.LogLinear(eps=eps))
-    net = _jit_model(model)
+    net = _jit_model(model, precision)
 
     def apply(x_t: ArrayLike, t: ArrayLike) -> Array:
         x_t = jnp.asarray(x_t, jnp.int32)
@@ -646,6 +655,7 @@ def load_bd3lm(
     eps: float = 1e-3,
     ema: bool = True,
     dtype: Any = jnp.float32,
+    precision: str | None = "highest",
 ) -> Pretrained:
     """Loads a BD3-LM checkpoint (kuleshov-group/bd3lm-owt-block_size4/8/16, or a .ckpt).
 
@@ -662,6 +672,7 @@ def load_bd3lm(
       eps: the log-linear schedule's eps.
       ema: read the EMA weights of a Lightning checkpoint.
       dtype: matmul dtype.
+      precision: float32 matmul precision inside ``apply`` (see :func:`load_mdlm`).
 
     Returns:
       :class:`Pretrained` with process ``Masking(K, LogLinear(eps))`` and
@@ -690,7 +701,8 @@ def load_bd3lm(
 
     @jax.jit
     def run(params: nnx.State, x: Array, sigma: Array, x0: Array | None) -> Array:
-        return nnx.merge(graphdef, params)(x, sigma, x0=x0)
+        with matmul_precision(precision):
+            return nnx.merge(graphdef, params)(x, sigma, x0=x0)
 
     def apply(x_t: ArrayLike, t: ArrayLike, x0: ArrayLike | None = None) -> Array:
         x_t = jnp.asarray(x_t, jnp.int32)

@@ -26,6 +26,7 @@ from ddjax.interop._checkpoint import (
     Entry,
     assign,
     extract,
+    matmul_precision,
     read_config,
     read_state_dict,
     strip_prefix,
@@ -108,7 +109,11 @@ def gpt2_model(
 
 
 def load_gpt2(
-    path: str | pathlib.Path, *, dtype: Any = jnp.float32, weights_only: bool = True
+    path: str | pathlib.Path,
+    *,
+    dtype: Any = jnp.float32,
+    weights_only: bool = True,
+    precision: str | None = "highest",
 ) -> Pretrained:
     """Loads a GPT-2 checkpoint in the Hugging Face layout (gpt2, gpt2-medium, gpt2-large, ...).
 
@@ -118,6 +123,8 @@ def load_gpt2(
         ``lm_head.weight``, if present, must equal the token embedding (GPT-2 ties them).
       dtype: matmul dtype.
       weights_only: passed to ``torch.load`` for .bin files.
+      precision: float32 matmul precision inside ``apply`` ('highest': true float32;
+        None: JAX's default, which may be TF32 on NVIDIA GPUs).
 
     Returns:
       :class:`Pretrained` with ``process=None``, ``denoiser=None`` and
@@ -165,7 +172,8 @@ def load_gpt2(
 
     @jax.jit
     def run(params: nnx.State, x: Array) -> Array:
-        return nnx.merge(graphdef, params)(x)
+        with matmul_precision(precision):
+            return nnx.merge(graphdef, params)(x)
 
     def apply(x: ArrayLike, t: ArrayLike | None = None) -> Array:
         del t

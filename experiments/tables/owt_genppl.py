@@ -39,6 +39,11 @@ def detect_kind(path: Path) -> str:
     """'mdlm', 'sedd' or 'duo' from a checkpoint's config.json."""
     cfg_path = (path if path.is_dir() else path.parent) / "config.json"
     cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    if cfg.get("model_type") == "bd3lm" or "block_size" in cfg:
+        raise SystemExit(
+            f"{path} is a BD3-LM checkpoint: it needs a block sampler (block by block over "
+            "model.cached_block), which the samplers do not offer yet"
+        )
     if "graph" in cfg:
         return "sedd"
     if cfg.get("model_type") == "mdlm" or "hidden_dim" in cfg:
