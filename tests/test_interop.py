@@ -380,3 +380,14 @@ def test_samplers_run_on_loaded_checkpoints(name, load, sampler) -> None:
     fn = jax.jit(lambda k: samplers.SAMPLERS[sampler](k, p.denoiser, p.process, (2, 16), steps=4))
     x = np.asarray(fn(jax.random.key(0)))
     assert x.shape == (2, 16) and x.min() >= 0 and x.max() < 60
+
+
+def test_gpt2_tokenizer_without_network_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    tiktoken = pytest.importorskip("tiktoken")
+
+    def offline(name: str) -> None:
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(tiktoken, "get_encoding", offline)
+    with pytest.raises(RuntimeError, match="network"):
+        interop.gpt2_tokenizer()

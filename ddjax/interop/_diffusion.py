@@ -262,8 +262,16 @@ def _dit_state(model: DiT, num_layers: int, prefix: str = "") -> dict[str, np.nd
     return {prefix + k: v for k, v in sorted(state.items())}
 
 
-def _check_reference_dit(model: DiT) -> None:
+def _check_reference_dit(model: DiT, kind: str) -> None:
+    """Raises unless the references' own code can load ``model`` as a ``kind`` network."""
     bad = []
+    width = model.embed.embedding.get_value().shape[1]
+    if model.blocks[0].fc1.kernel.get_value().shape[1] != 4 * width:
+        bad.append("mlp_ratio=4 (the references' DDiTBlock fixes it)")
+    if (model.block_size is not None) != (kind == "bd3lm"):
+        bad.append("block_size only for BD3-LM")
+    if model.zero_at_input != (kind == "sedd") or (model.scale_by_sigma and kind != "sedd"):
+        bad.append("sedd=True exactly for SEDD")
     if model.time_embed is None or model.time_embed.scale != 1.0:
         bad.append("time_conditioning=True, time_scale=1.0")
     if model.blocks[0].norm1 is None or model.blocks[0].norm1.bias is not None:
@@ -417,7 +425,7 @@ def save_mdlm(
     if isinstance(model, Pretrained):
         time_conditioning = bool(_get(model.config, "time_conditioning", default=time_conditioning))
         model = model.model
-    _check_reference_dit(model)
+    _check_reference_dit(model, "mdlm")
     n = len(model.blocks)
     width = model.embed.embedding.get_value().shape[1]
     config = {
@@ -540,7 +548,7 @@ def save_sedd(
     if isinstance(model, Pretrained):
         base = model.config
         model = model.model
-    _check_reference_dit(model)
+    _check_reference_dit(model, "sedd")
     if not model.zero_at_input:
         raise ValueError("a SEDD network has zero_at_input=True (build with sedd=True)")
     graph = graph or _get(base, "graph.type", default="absorb")
@@ -623,7 +631,7 @@ def save_duo(model: DiT | Pretrained, path: str | pathlib.Path) -> pathlib.Path:
     if isinstance(model, Pretrained):
         base = model.config
         model = model.model
-    _check_reference_dit(model)
+    _check_reference_dit(model, "duo")
     n = len(model.blocks)
     width = model.embed.embedding.get_value().shape[1]
     config = {k: v for k, v in base.items() if k not in ("model", "vocab_size")}
@@ -727,7 +735,7 @@ def save_bd3lm(
         base = model.config
         time_conditioning = bool(_get(base, "time_conditioning", default=time_conditioning))
         model = model.model
-    _check_reference_dit(model)
+    _check_reference_dit(model, "bd3lm")
     if model.block_size is None:
         raise ValueError("not a block-causal DiT: build it with reference_dit(block_size=...)")
     n = len(model.blocks)
