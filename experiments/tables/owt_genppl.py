@@ -11,7 +11,7 @@ entropy of the judge tokens (the diversity check; the papers' OWT data sit near 
 
     python -m experiments.tables.owt_genppl --checkpoint mdlm-owt --judge gpt2-large
     python -m experiments.tables.owt_genppl --checkpoint duo --judge gpt2-large \\
-        --samplers ancestral --steps 32,64,128,256,512,1024
+        --samplers ancestral --options plugin=True --steps 32,64,128,256,512,1024
     python -m experiments.tables.owt_genppl --quick   # tiny fixtures, CPU, seconds
 
 A GPU run: launch/owt_genppl.sh CHECKPOINT JUDGE [extra flags].
@@ -20,6 +20,7 @@ A GPU run: launch/owt_genppl.sh CHECKPOINT JUDGE [extra flags].
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import time
 from pathlib import Path
@@ -60,11 +61,13 @@ def sample(
     shape: tuple[int, int],
     batches: int,
     seed: int,
+    options: dict | None = None,
 ) -> tuple[np.ndarray, float]:
     """``batches`` x shape[0] samples, int32[N, L], and the sampling wall time (s)."""
+    options = options or {}
     fn = jax.jit(
         lambda key: dd.samplers.SAMPLERS[sampler](
-            key, pretrained.denoiser, pretrained.process, shape, steps=steps
+            key, pretrained.denoiser, pretrained.process, shape, steps=steps, **options
         )
     )
     out = [np.asarray(fn(jax.random.key(seed)))]  # compiles
@@ -87,6 +90,12 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=None, help="sequence length")
     parser.add_argument("--eos-id", type=int, default=None, help="default: 50256 at K=50257")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--options",
+        default="",
+        help="sampler keyword options, KEY=VALUE,... (Python literals), e.g. plugin=True for "
+        "Duo's plug-in ancestral step, schedule='loop' for ReMDM",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny fixtures (CI)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -116,10 +125,14 @@ def main() -> None:
             "vocabularies differ; retokenise with generative_perplexity(decode=, encode=)"
         )
 
+    options = {}
+    for item in filter(None, args.options.split(",")):
+        key, _, value = item.partition("=")
+        options[key.strip()] = ast.literal_eval(value.strip())
     rows = []
     for sampler in samplers:
         for steps in steps_list:
-            x, wall = sample(pretrained, sampler, steps, shape, batches, args.seed)
+            x, wall = sample(pretrained, sampler, steps, shape, batches, args.seed, options)
             res = dd.metrics.generative_perplexity(x, judge, eos_id=eos, batch_size=shape[0])
             rows.append(
                 [
@@ -137,7 +150,7 @@ def main() -> None:
         f"Checkpoint {args.checkpoint} ({kind}, {type(process).__name__} over K = {vocab}, "
         f"{type(process.schedule).__name__} schedule), judge {args.judge} "
         f"({len(judge.model.blocks)} layers); {shape[0] * batches} samples of {length} "
-        f"tokens per cell; first-EOS id {eos}; samplers' default options. "
+        f"tokens per cell; first-EOS id {eos}; sampler options {options or 'the defaults'}. "
         "Generative perplexity by ddjax.metrics.generative_perplexity (its docstring has "
         "the rules)."
     )
