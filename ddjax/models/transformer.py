@@ -494,9 +494,10 @@ class DiT(nnx.Module):
             h = h[:, :l]
         return self._head(h, c, x, t, return_features)
 
-    def _head(self, h: Array, c: Array | None, x: Array, t: Any, features: bool) -> Array:
+    def _head(self, h: Array, c: Array | None, x: Array, t: Any, return_features: bool) -> Array:
+        """Final norm, modulation and readout: h float32[B, L, width] -> [B, L, out_size]
+        (or the features), with SEDD's output scaling where configured."""
         b = x.shape[0]
-        return_features = features
         h = layer_norm(h, self.norm_eps) if self.final_norm is None else self.final_norm(h)
         if self.final_modulation is not None:
             shift, scale = self.final_modulation(c)
