@@ -3,6 +3,7 @@
 from ddjax import (
     arrays,
     guidance,
+    interop,
     losses,
     metrics,
     parameterizations,
@@ -18,6 +19,7 @@ from ddjax._validation import validate_probs, validate_tokens
 __all__ = [
     "arrays",
     "guidance",
+    "interop",
     "losses",
     "metrics",
     "parameterizations",

@@ -5,6 +5,14 @@ self-attention and a GELU MLP, adaLN-zero modulation (shift, scale and gate of
 each branch predicted from a conditioning vector), and a final adaLN + linear
 readout initialised at zero, so every model starts with all logits 0.
 
+Architecture options (all off by default, so the default model is unchanged) reproduce
+published networks exactly, for :mod:`ddjax.interop`: a conditioning width apart from the
+model width (``cond_dim``), the scale of the sinusoidal time features (``time_scale``),
+learned norm parameters and epsilon (``norm``, ``norm_eps``), no adaLN at all (``adaln``),
+learned absolute positions instead of rotary (``positions``), the rotary pairing
+(``rotary_interleaved``), attention biases, a readout tied to the token embedding
+(``tie_embeddings``) and causal models without the BOS shift (``bos_shift``).
+
 Precision: parameters are float32; ``dtype`` sets the matmul / activation dtype
 (bfloat16 on accelerators). The residual stream, norms, softmax and the
 returned logits stay float32.
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +30,13 @@ from flax import nnx
 from jax import Array
 from jax.typing import ArrayLike, DTypeLike
 
-from ddjax.models.layers import TimeEmbedding, apply_rotary, layer_norm, rotary_embedding
+from ddjax.models.layers import (
+    LayerNorm,
+    TimeEmbedding,
+    apply_rotary,
+    layer_norm,
+    rotary_embedding,
+)
 
 __all__ = ["DiT", "CausalTransformer", "ar_log_likelihood"]
 
@@ -64,21 +79,50 @@ class _Attention(nnx.Module):
         causal: bool,
         dtype: DTypeLike,
         implementation: str | None,
+        bias: bool = False,
+        rotary_interleaved: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
         self.num_heads = num_heads
         self.causal = causal
         self.implementation = implementation
-        self.qkv = nnx.Linear(width, 3 * width, use_bias=False, dtype=dtype, rngs=rngs)
-        self.out = nnx.Linear(width, width, use_bias=False, dtype=dtype, rngs=rngs)
+        self.rotary_interleaved = rotary_interleaved
+        self.qkv = nnx.Linear(width, 3 * width, use_bias=bias, dtype=dtype, rngs=rngs)
+        self.out = nnx.Linear(width, width, use_bias=bias, dtype=dtype, rngs=rngs)
 
-    def __call__(self, h: Array, cos: Array, sin: Array) -> Array:
+    def __call__(
+        self,
+        h: Array,
+        cos: Array | None,
+        sin: Array | None,
+        mask: Array | None = None,
+        cache: tuple[Array, Array, Array] | None = None,
+    ) -> Array | tuple[Array, tuple[Array, Array]]:
         b, l, d = h.shape
         qkv = self.qkv(h).reshape(b, l, 3, self.num_heads, d // self.num_heads)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cos is not None:
+            q = apply_rotary(q, cos, sin, interleaved=self.rotary_interleaved)
+            k = apply_rotary(k, cos, sin, interleaved=self.rotary_interleaved)
+        if cache is not None:
+            # exact KV cache: write this block's keys / values at ``offset`` and attend to
+            # every cached position before the block's end (static shapes)
+            k_buf, v_buf, offset = cache
+            start = (0, offset, 0, 0)
+            k_buf = jax.lax.dynamic_update_slice(k_buf, k.astype(k_buf.dtype), start)
+            v_buf = jax.lax.dynamic_update_slice(v_buf, v.astype(v_buf.dtype), start)
+            seen = (jnp.arange(k_buf.shape[1]) < offset + l)[None, None, None, :]
+            o = jax.nn.dot_product_attention(
+                q, k_buf.astype(q.dtype), v_buf.astype(q.dtype), mask=seen
+            )
+            return self.out(o.reshape(b, l, d)), (k_buf, v_buf)
         o = jax.nn.dot_product_attention(
-            q, k, v, is_causal=self.causal, implementation=self.implementation
+            q,
+            k,
+            v,
+            mask=mask,
+            is_causal=self.causal and mask is None,
+            implementation=self.implementation,
         )
         return self.out(o.reshape(b, l, d))
 
@@ -97,15 +141,30 @@ class _Block(nnx.Module):
         causal: bool,
         dtype: DTypeLike,
         implementation: str | None,
+        norm: str = "plain",
+        norm_eps: float = 1e-6,
+        adaln: bool = True,
+        attention_bias: bool = False,
+        rotary_interleaved: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
         self.dtype = dtype
+        self.norm_eps = norm_eps
         self.attn = _Attention(
-            width, num_heads, causal=causal, dtype=dtype, implementation=implementation, rngs=rngs
+            width,
+            num_heads,
+            causal=causal,
+            dtype=dtype,
+            implementation=implementation,
+            bias=attention_bias,
+            rotary_interleaved=rotary_interleaved,
+            rngs=rngs,
         )
         self.fc1 = nnx.Linear(width, mlp_ratio * width, dtype=dtype, rngs=rngs)
         self.fc2 = nnx.Linear(mlp_ratio * width, width, dtype=dtype, rngs=rngs)
-        self.modulation = _Modulation(cond_dim, 6, width, rngs=rngs)
+        self.norm1 = _norm(norm, width, norm_eps)
+        self.norm2 = _norm(norm, width, norm_eps)
+        self.modulation = _Modulation(cond_dim, 6, width, rngs=rngs) if adaln else None
         self.dropout = nnx.Dropout(dropout)
 
     def _drop(self, h: Array, key: Array | None, salt: int) -> Array:
@@ -113,16 +172,43 @@ class _Block(nnx.Module):
             return h
         return self.dropout(h, rngs=jax.random.fold_in(key, salt))
 
+    def _normed(self, norm: LayerNorm | None, x: Array) -> Array:
+        return layer_norm(x, self.norm_eps) if norm is None else norm(x)
+
     def __call__(
-        self, x: Array, c: Array | None, cos: Array, sin: Array, key: Array | None
-    ) -> Array:
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)
-        h = layer_norm(x) * (1.0 + scale1) + shift1
-        a = self.attn(h.astype(self.dtype), cos, sin).astype(jnp.float32)
-        x = x + gate1 * self._drop(a, key, 0)
-        h = layer_norm(x) * (1.0 + scale2) + shift2
+        self,
+        x: Array,
+        c: Array | None,
+        cos: Array | None,
+        sin: Array | None,
+        key: Array | None,
+        mask: Array | None = None,
+        cache: tuple[Array, Array, Array] | None = None,
+    ) -> Array | tuple[Array, tuple[Array, Array]]:
+        if self.modulation is None:
+            shift1 = scale1 = shift2 = scale2 = 0.0
+            gate1 = gate2 = 1.0
+        else:
+            shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)
+        h = self._normed(self.norm1, x)
+        if self.modulation is not None:
+            h = h * (1.0 + scale1) + shift1
+        a = self.attn(h.astype(self.dtype), cos, sin, mask, cache)
+        if cache is not None:
+            a, cache = a
+        x = x + gate1 * self._drop(a.astype(jnp.float32), key, 0)
+        h = self._normed(self.norm2, x)
+        if self.modulation is not None:
+            h = h * (1.0 + scale2) + shift2
         m = self.fc2(jax.nn.gelu(self.fc1(h.astype(self.dtype)))).astype(jnp.float32)
-        return x + gate2 * self._drop(m, key, 1)
+        x = x + gate2 * self._drop(m, key, 1)
+        return x if cache is None else (x, cache)
+
+
+def _norm(kind: str, width: int, eps: float) -> LayerNorm | None:
+    if kind == "plain":
+        return None
+    return LayerNorm(width, params=kind, eps=eps)
 
 
 class DiT(nnx.Module):
@@ -156,6 +242,33 @@ class DiT(nnx.Module):
       attention_implementation: passed to ``jax.nn.dot_product_attention`` (None, 'xla',
         'cudnn').
       remat: rematerialise each block in the backward pass (saves activation memory).
+      cond_dim: width of the conditioning vector (time / label embedding); None: ``width``.
+      time_scale: ``t`` is multiplied by this inside the sinusoidal features (1.0 embeds the
+        input as given, as MDLM, SEDD and Duo do with sigma).
+      norm: 'plain' (no parameters, the default), 'scale' (learned weight; MDLM, SEDD,
+        Duo) or 'affine' (learned weight and bias; GPT-2), for every block norm and the
+        final norm.
+      norm_eps: layer-norm epsilon (the references use 1e-5).
+      adaln: False drops the adaLN modulation altogether (pre-norm residual blocks with no
+        shift, scale or gate, as in GPT-2); needs no conditioning.
+      positions: 'rotary' (the default) or 'learned' (a learned absolute position
+        embedding of ``max_len`` rows added to the token embedding, no rotary; GPT-2).
+      rotary_interleaved: rotary pairing, see :func:`ddjax.models.layers.apply_rotary`.
+      attention_bias: biases on the qkv and output projections (GPT-2).
+      tie_embeddings: the readout is the transposed token embedding (no readout kernel).
+      readout_bias: a bias on the readout.
+      bos_shift: in causal mode, shift the inputs right behind a learned BOS vector (the
+        default, None, means ``causal``). False gives GPT-2's convention: the logits at
+        position i predict token i + 1 from tokens <= i.
+      scale_by_sigma: SEDD's log-score scaling: read the time input ``t`` as the total
+        noise sigma and subtract ``log(e^sigma - 1) + log(out_size - 1)`` from the outputs.
+      zero_at_input: set the output at each position's input token to 0 (SEDD: the
+        log-score of staying put, log 1).
+      block_size: block-causal attention (BD3-LM): position i attends to every position
+        of its own block and of earlier blocks (blocks of ``block_size`` consecutive
+        positions). ``__call__(x_t, t, x0=x0)`` runs BD3-LM's training pass over the
+        concatenation [x_t ; x0] (x_t block b sees itself and the clean blocks < b),
+        and :meth:`init_cache` / :meth:`cached_block` give the exact KV cache.
       rngs: initialisation randomness.
     """
 
@@ -177,8 +290,32 @@ class DiT(nnx.Module):
         float32_logits: bool = True,
         attention_implementation: str | None = None,
         remat: bool = False,
+        cond_dim: int | None = None,
+        time_scale: float = 1000.0,
+        norm: str = "plain",
+        norm_eps: float = 1e-6,
+        adaln: bool = True,
+        positions: str = "rotary",
+        rotary_interleaved: bool = False,
+        attention_bias: bool = False,
+        tie_embeddings: bool = False,
+        readout_bias: bool = True,
+        bos_shift: bool | None = None,
+        scale_by_sigma: bool = False,
+        zero_at_input: bool = False,
+        block_size: int | None = None,
         rngs: nnx.Rngs,
     ) -> None:
+        if block_size is not None and (block_size < 1 or causal):
+            raise ValueError(f"block_size must be >= 1 on a non-causal DiT, got {block_size}")
+        if scale_by_sigma and not time_conditioning:
+            raise ValueError("scale_by_sigma reads t as sigma: it needs time_conditioning=True")
+        if norm not in ("plain", "scale", "affine"):
+            raise ValueError(f"norm must be 'plain', 'scale' or 'affine', got {norm!r}")
+        if positions not in ("rotary", "learned"):
+            raise ValueError(f"positions must be 'rotary' or 'learned', got {positions!r}")
+        if not adaln and (time_conditioning or num_classes is not None):
+            raise ValueError("adaln=False needs time_conditioning=False and num_classes=None")
         if width % num_heads or (width // num_heads) % 2:
             raise ValueError(
                 f"width ({width}) must be a multiple of num_heads ({num_heads}) with an even "
@@ -199,18 +336,35 @@ class DiT(nnx.Module):
         self.causal = causal
         self.float32_logits = float32_logits
         self.remat = remat
+        self.norm_eps = norm_eps
+        self.positions = positions
+        self.tie_embeddings = tie_embeddings
+        self.bos_shift = causal if bos_shift is None else bos_shift
+        self.scale_by_sigma = scale_by_sigma
+        self.zero_at_input = zero_at_input
+        self.block_size = block_size
+        if self.bos_shift and not causal:
+            raise ValueError("bos_shift=True needs causal=True")
+        cond_width = width if cond_dim is None else cond_dim
 
         self.embed = nnx.Embed(vocab_size, width, embedding_init=_embed_init, rngs=rngs)
-        self.bos = nnx.Param(_embed_init(rngs.params(), (width,))) if causal else None
+        self.bos = nnx.Param(_embed_init(rngs.params(), (width,))) if self.bos_shift else None
+        self.pos_embed = (
+            nnx.Param(_embed_init(rngs.params(), (max_len, width)))
+            if positions == "learned"
+            else None
+        )
         self.time_embed = (
-            TimeEmbedding(width, dtype=dtype, rngs=rngs) if time_conditioning else None
+            TimeEmbedding(cond_width, scale=time_scale, dtype=dtype, rngs=rngs)
+            if time_conditioning
+            else None
         )
         self.label_embed = (
-            nnx.Embed(num_classes + 1, width, embedding_init=_embed_init, rngs=rngs)
+            nnx.Embed(num_classes + 1, cond_width, embedding_init=_embed_init, rngs=rngs)
             if num_classes is not None
             else None
         )
-        cond_dim = width if (time_conditioning or num_classes is not None) else None
+        cond_dim = cond_width if (time_conditioning or num_classes is not None) else None
         self.blocks = nnx.List(
             [
                 _Block(
@@ -222,20 +376,40 @@ class DiT(nnx.Module):
                     causal=causal,
                     dtype=dtype,
                     implementation=attention_implementation,
+                    norm=norm,
+                    norm_eps=norm_eps,
+                    adaln=adaln,
+                    attention_bias=attention_bias,
+                    rotary_interleaved=rotary_interleaved,
                     rngs=rngs,
                 )
                 for _ in range(num_layers)
             ]
         )
-        self.final_modulation = _Modulation(cond_dim, 2, width, rngs=rngs)
-        self.readout = nnx.Linear(
-            width,
-            out_size,
-            kernel_init=_zeros,
-            bias_init=_zeros,
-            dtype=jnp.float32 if float32_logits else dtype,
-            rngs=rngs,
-        )
+        self.final_norm = _norm(norm, width, norm_eps)
+        self.final_modulation = _Modulation(cond_dim, 2, width, rngs=rngs) if adaln else None
+        readout_dtype = jnp.float32 if float32_logits else dtype
+        if tie_embeddings:
+            if out_size != vocab_size:
+                raise ValueError(
+                    f"tie_embeddings needs out_size == vocab_size, got {out_size} != {vocab_size}"
+                )
+            self.readout = None
+            self.readout_bias = (
+                nnx.Param(jnp.zeros((out_size,), jnp.float32)) if readout_bias else None
+            )
+        else:
+            self.readout = nnx.Linear(
+                width,
+                out_size,
+                use_bias=readout_bias,
+                kernel_init=_zeros,
+                bias_init=_zeros,
+                dtype=readout_dtype,
+                rngs=rngs,
+            )
+            self.readout_bias = None
+        self.readout_dtype = readout_dtype
 
     def _conditioning(self, batch: int, t: Array | None, labels: Array | None) -> Array | None:
         c = None
@@ -260,6 +434,8 @@ class DiT(nnx.Module):
         labels: ArrayLike | None = None,
         *,
         dropout_key: Array | None = None,
+        return_features: bool = False,
+        x0: ArrayLike | None = None,
     ) -> Array:
         """Logits for every position.
 
@@ -269,6 +445,11 @@ class DiT(nnx.Module):
           labels: int32[B] class ids in 0..num_classes (num_classes = null class); None
             means the null class.
           dropout_key: PRNG key enabling dropout (training); None is deterministic.
+          return_features: return the final hidden states (after the final norm and
+          modulation, before the readout) instead of the logits: float32[B, L, width]
+          (MAUVE's features).
+          x0: int32[B, L] clean tokens for the block-causal training pass (needs
+            ``block_size``); the logits are those of the x_t half.
 
         Returns:
           float32[B, L, out_size] logits.
@@ -281,19 +462,136 @@ class DiT(nnx.Module):
             raise ValueError(f"sequence length {l} exceeds max_len={self.max_len}")
         c = self._conditioning(b, t, labels)
         h = self.embed(x).astype(jnp.float32)
-        if self.causal:
+        mask = None
+        if x0 is not None and self.block_size is None:
+            raise ValueError("x0 is only for block-causal models (block_size)")
+        if self.block_size is not None:
+            if x0 is not None:
+                x0 = jnp.asarray(x0, jnp.int32)
+                if x0.shape != x.shape:
+                    raise ValueError(f"x0 {x0.shape} must have the shape of x_t {x.shape}")
+                h = jnp.concatenate([h, self.embed(x0).astype(jnp.float32)], axis=1)
+                mask = _block_diff_mask(l, self.block_size)
+            else:
+                mask = _block_causal_mask(l, self.block_size)
+        if self.bos is not None:
             bos = jnp.broadcast_to(self.bos[...].astype(jnp.float32), (b, 1, h.shape[-1]))
             h = jnp.concatenate([bos, h[:, :-1]], axis=1)
-        cos, sin = rotary_embedding(l, h.shape[-1] // self.num_heads)
+        if self.pos_embed is not None:
+            h = h + self.pos_embed[...][:l].astype(jnp.float32)
+            cos = sin = None
+        else:
+            cos, sin = rotary_embedding(l, h.shape[-1] // self.num_heads)
+            if x0 is not None:  # both halves carry positions 0..L-1
+                cos, sin = jnp.concatenate([cos, cos]), jnp.concatenate([sin, sin])
         for i, block in enumerate(self.blocks):
             key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
             if self.remat:
-                h = nnx.remat(lambda blk, *a: blk(*a))(block, h, c, cos, sin, key)
+                h = nnx.remat(lambda blk, *a: blk(*a))(block, h, c, cos, sin, key, mask)
             else:
-                h = block(h, c, cos, sin, key)
-        shift, scale = self.final_modulation(c)
-        h = layer_norm(h) * (1.0 + scale) + shift
-        return self.readout(h.astype(self.readout.dtype)).astype(jnp.float32)
+                h = block(h, c, cos, sin, key, mask)
+        if x0 is not None:
+            h = h[:, :l]
+        return self._head(h, c, x, t, return_features)
+
+    def _head(self, h: Array, c: Array | None, x: Array, t: Any, return_features: bool) -> Array:
+        """Final norm, modulation and readout: h float32[B, L, width] -> [B, L, out_size]
+        (or the features), with SEDD's output scaling where configured."""
+        b = x.shape[0]
+        h = layer_norm(h, self.norm_eps) if self.final_norm is None else self.final_norm(h)
+        if self.final_modulation is not None:
+            shift, scale = self.final_modulation(c)
+            h = h * (1.0 + scale) + shift
+        if return_features:
+            return h.astype(jnp.float32)
+        h = h.astype(self.readout_dtype)
+        if self.readout is not None:
+            out = self.readout(h).astype(jnp.float32)
+        else:
+            out = h @ self.embed.embedding[...].astype(self.readout_dtype).T
+            if self.readout_bias is not None:
+                out = out + self.readout_bias[...]
+            out = out.astype(jnp.float32)
+        if self.scale_by_sigma:
+            sigma = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (b,))
+            esigm1 = jnp.where(sigma < 0.5, jnp.expm1(sigma), jnp.exp(sigma) - 1.0)
+            out = out - jnp.log(esigm1)[:, None, None] - jnp.log(out.shape[-1] - 1.0)
+        if self.zero_at_input:
+            out = jnp.where(jax.nn.one_hot(x, out.shape[-1], dtype=bool), 0.0, out)
+        return out
+
+    def init_cache(self, batch: int) -> list[tuple[Array, Array]]:
+        """An empty KV cache for :meth:`cached_block`: per layer (keys, values), each
+        float32[batch, max_len, num_heads, head_dim]."""
+        head = self.embed.embedding.get_value().shape[1] // self.num_heads
+        shape = (batch, self.max_len, self.num_heads, head)
+        return [(jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)) for _ in self.blocks]
+
+    def cached_block(
+        self,
+        x_block: ArrayLike,
+        t: ArrayLike | None,
+        cache: list[tuple[Array, Array]],
+        offset: ArrayLike,
+        labels: ArrayLike | None = None,
+    ) -> tuple[Array, list[tuple[Array, Array]]]:
+        """Logits of one block at positions ``offset .. offset + n`` from a KV cache.
+
+        The block attends to itself and to the cached keys / values before ``offset``; its
+        own keys / values are written into the cache at ``offset`` (the returned cache).
+        Advance ``offset`` by the block's length once the block is final, so that later
+        blocks see it; calling again at the same offset overwrites the slot (as the
+        noisy block is overwritten while it is being sampled). With the clean prefix in
+        the cache this equals ``__call__`` on the whole sequence (block-causal), for that
+        block's rows. Needs rotary positions (no learned positions, no BOS shift).
+
+        Args:
+          x_block: int32[B, n] tokens of the block, offset + n <= max_len.
+          t: float32[B] as in ``__call__``.
+          cache: from :meth:`init_cache` or a previous call.
+          offset: int32 scalar (may be traced), the block's first position.
+
+        Returns:
+          (float32[B, n, out_size] logits, the updated cache).
+        """
+        if self.pos_embed is not None or self.bos is not None:
+            raise ValueError("cached_block needs rotary positions and no BOS shift")
+        x_block = jnp.asarray(x_block, jnp.int32)
+        b, n = x_block.shape
+        c = self._conditioning(b, t, labels)
+        h = self.embed(x_block).astype(jnp.float32)
+        cos, sin = rotary_embedding(self.max_len, h.shape[-1] // self.num_heads)
+        offset = jnp.asarray(offset, jnp.int32)
+        cos = jax.lax.dynamic_slice_in_dim(cos, offset, n)
+        sin = jax.lax.dynamic_slice_in_dim(sin, offset, n)
+        new_cache = []
+        for block, (k_buf, v_buf) in zip(self.blocks, cache, strict=True):
+            h, kv = block(h, c, cos, sin, None, None, (k_buf, v_buf, offset))
+            new_cache.append(kv)
+        return self._head(h, c, x_block, t, False), new_cache
+
+
+def _block_causal_mask(length: int, block_size: int) -> Array:
+    """bool[1, 1, L, L]: query i sees key j when block(j) <= block(i)."""
+    blk = jnp.arange(length) // block_size
+    return (blk[None, :] <= blk[:, None])[None, None]
+
+
+def _block_diff_mask(length: int, block_size: int) -> Array:
+    """bool[1, 1, 2L, 2L] over [x_t ; x0] (BD3-LM's training mask).
+
+    x_t block b sees itself (block diagonal) and the x0 blocks < b; x0 block b sees the
+    x0 blocks <= b.
+    """
+    idx = jnp.arange(2 * length)
+    clean = idx >= length
+    blk = jnp.where(clean, idx - length, idx) // block_size
+    bq, bk = blk[:, None], blk[None, :]
+    cq, ck = clean[:, None], clean[None, :]
+    diagonal = (bq == bk) & (cq == ck)
+    offset_causal = (bq > bk) & ck & ~cq
+    causal = (bq >= bk) & ck & cq
+    return (diagonal | offset_causal | causal)[None, None]
 
 
 class CausalTransformer(DiT):
@@ -303,6 +601,15 @@ class CausalTransformer(DiT):
     position i predict token i from tokens < i (position 0 from a learned BOS vector).
     ``t`` and ``labels`` are accepted and ignored / used as in :class:`DiT`, so it can be
     called with the same signature as a denoiser.
+
+    ``options`` are the architecture options of :class:`DiT` (``norm``, ``norm_eps``,
+    ``adaln``, ``positions``, ``rotary_interleaved``, ``attention_bias``,
+    ``tie_embeddings``, ``readout_bias``, ``bos_shift``); e.g. GPT-2 is
+    ``norm='affine', norm_eps=1e-5, adaln=False, positions='learned',
+    attention_bias=True, tie_embeddings=True, readout_bias=False, bos_shift=False``.
+    With ``bos_shift=False`` the logits at i predict token i + 1, so
+    :func:`ar_log_likelihood` (which assumes the BOS shift) does not apply; see
+    :func:`ddjax.metrics.generative_perplexity`.
     """
 
     def __init__(
@@ -321,6 +628,7 @@ class CausalTransformer(DiT):
         attention_implementation: str | None = None,
         remat: bool = False,
         rngs: nnx.Rngs,
+        **options: Any,
     ) -> None:
         super().__init__(
             vocab_size=vocab_size,
@@ -339,6 +647,7 @@ class CausalTransformer(DiT):
             attention_implementation=attention_implementation,
             remat=remat,
             rngs=rngs,
+            **options,
         )
 
 
