@@ -363,7 +363,7 @@ def test_ancestral_law_is_the_bayes_posterior(kind, schedule):
     ref = Dense(kind, schedule)
     step = dd.samplers.Ancestral()
     for t, s in law_times(schedule):
-        check_law(step, ref, lambda x: ref.posterior(x, t, s), t, s)
+        check_law(step, ref, lambda x, t=t, s=s: ref.posterior(x, t, s), t, s)
 
 
 def test_ancestral_masking_closed_form():
@@ -386,7 +386,7 @@ def test_ancestral_sampled_step(kind, t, s):
     ref = Dense(kind)
     step = dd.samplers.Ancestral()
     if kind == "masking":
-        assert step._fast(ref.ctx())  # the factorised path is the one sampled
+        assert dd.samplers.masking.has_fast_path(ref.process)  # the factorised path
     exact = ref.product(ref.all_laws(lambda x: ref.posterior(x, t, s)))
     emp = sampled_matrix(ref, step_draw(step, ref.ctx(), t, s))
     assert_mc_close(emp, exact, N_DRAWS, f"ancestral {kind} {t}->{s}")
@@ -403,7 +403,11 @@ def test_euler_law(kind, schedule):
     ref = Dense(kind, schedule)
     for t, s in law_times(schedule):
         check_law(
-            dd.samplers.Euler(), ref, lambda x: euler_law(ref.reverse_rates(x, t), x, t - s), t, s
+            dd.samplers.Euler(),
+            ref,
+            lambda x, t=t, s=s: euler_law(ref.reverse_rates(x, t), x, t - s),
+            t,
+            s,
         )
 
 
@@ -425,7 +429,11 @@ def test_tau_leaping_law(kind, schedule, multi_jump):
     step = dd.samplers.TauLeaping(multi_jump=multi_jump)
     for t, s in law_times(schedule):
         check_law(
-            step, ref, lambda x: leap_law(ref.reverse_rates(x, t), x, t - s, multi_jump), t, s
+            step,
+            ref,
+            lambda x, t=t, s=s: leap_law(ref.reverse_rates(x, t), x, t - s, multi_jump),
+            t,
+            s,
         )
 
 
@@ -436,13 +444,14 @@ def test_predictor_corrector_transition_matrix(kind, n_corrector):
     ref = Dense(kind)
     step = dd.samplers.PredictorCorrector(n_corrector=n_corrector)
     for t, s in TIMES[:2]:
-        h = t - s
         pred = ref.product(
-            ref.all_laws(lambda x: leap_law(ref.reverse_rates(x, t), x, h, "reject"))
+            ref.all_laws(lambda x, t=t, s=s: leap_law(ref.reverse_rates(x, t), x, t - s, "reject"))
         )
         corr = ref.product(
             ref.all_laws(
-                lambda x: leap_law(ref.reverse_rates(x, s) + ref.forward_out(x, s), x, h, "reject")
+                lambda x, t=t, s=s: leap_law(
+                    ref.reverse_rates(x, s) + ref.forward_out(x, s), x, t - s, "reject"
+                )
             )
         )
         want = pred @ np.linalg.matrix_power(corr, n_corrector)
@@ -483,12 +492,12 @@ def test_tweedie_law_is_the_matrix_exponential_formula(kind, schedule):
     for t, s in law_times(schedule):
         # sanity of the reference: with the mixture-form score it is the posterior
         for x in ref.states:
-            np.testing.assert_allclose(
-                tweedie_law(ref, x, t, s), ref.posterior(x, t, s), atol=1e-9
-            )
+            np.testing.assert_allclose(tweedie_law(ref, x, t, s), ref.posterior(x, t, s), atol=1e-9)
         # float32 cancellation where a_t is small (the docstring's caveat): 1e-4 there
         atol = 1e-4 if ref.a(t) < 0.05 else 1e-5
-        check_law(dd.samplers.Tweedie(), ref, lambda x: tweedie_law(ref, x, t, s), t, s, atol)
+        check_law(
+            dd.samplers.Tweedie(), ref, lambda x, t=t, s=s: tweedie_law(ref, x, t, s), t, s, atol
+        )
 
 
 # --------------------------------------------------------------------------
@@ -517,7 +526,7 @@ def test_theta_two_stage_law(kind, name, theta, multi_jump):
         # stage 1 alone: a leap from x over theta h with R^(x, t)
         probs1, _ = step.stage1(ref.ctx(), states, tv, sv)
         want1 = ref.all_laws(
-            lambda x: leap_law(ref.reverse_rates(x, t), x, theta * (t - s), multi_jump)
+            lambda x, t=t, s=s: leap_law(ref.reverse_rates(x, t), x, theta * (t - s), multi_jump)
         )
         np.testing.assert_allclose(np.asarray(probs1), want1, atol=1e-5, rtol=0)
         # both stages, summed over x*
@@ -566,7 +575,9 @@ def dense_matrix(ref, name, t, s, options):
     if name == "tweedie":
         return ref.product(ref.all_laws(lambda x: tweedie_law(ref, x, t, s)))
     if name == "predictor_corrector":
-        pred = ref.product(ref.all_laws(lambda x: leap_law(ref.reverse_rates(x, t), x, h, "reject")))
+        pred = ref.product(
+            ref.all_laws(lambda x: leap_law(ref.reverse_rates(x, t), x, h, "reject"))
+        )
         corr = ref.product(
             ref.all_laws(
                 lambda x: leap_law(ref.reverse_rates(x, s) + ref.forward_out(x, s), x, h, "reject")
@@ -661,7 +672,7 @@ def test_dfm_euler_law(kind, jump, beta):
     # (with the corrector the law onto s = 0 depends on the library's 1e-30 clamp of the
     # infinite data hazard; the sampler's last step uses the posterior there anyway)
     for t, s in TIMES if beta == 0.0 else TIMES[:2]:
-        check_law(step, ref, lambda x: dfm_law(ref, x, t, s, jump, beta), t, s)
+        check_law(step, ref, lambda x, t=t, s=s: dfm_law(ref, x, t, s, jump, beta), t, s)
 
 
 def test_dfm_exact_jump_is_the_ancestral_step_for_masking():
@@ -681,7 +692,8 @@ def test_dfm_exact_jump_is_the_ancestral_step_for_masking():
 
 def remdm_law(ref, x, t, s, sigma):
     """Per position: a decoded token re-masks w.p. sigma; a masked one decodes to v w.p.
-    (a_s - (1 - sigma) a_t) / (1 - a_t) p(v) and stays masked w.p. (1 - a_s - sigma a_t)/(1 - a_t)."""
+    (a_s - (1 - sigma) a_t) / (1 - a_t) p(v) and stays masked w.p.
+    (1 - a_s - sigma a_t) / (1 - a_t)."""
     a_t, a_s = ref.a(t), ref.a(s)
     p = ref.p(x, t)
     law = np.zeros((L, ref.n))
@@ -738,18 +750,19 @@ def test_first_hitting_one_call_law():
     (bin of oma'/oma, position, token) for 4 equal-probability bins of the hitting time."""
     ref = Dense("masking")
     step = dd.samplers.FirstHitting()
-    ctx = ref.ctx()
     starts = np.array([x for x in ref.states if (x == K).any()])
-    oma0 = {0: 1.0 - ref.a(1.0), 1: 0.5}  # at t_max = 1 (step.init), and mid-way
+    # (t_max, 1 - alpha(tau)): the first call (step.init) from t_max = 1 and 0.6, and mid-way
+    cases = [(1.0, 1.0 - ref.a(1.0)), (0.6, 1.0 - ref.a(0.6)), (1.0, 0.5)]
     nodes, wts = np.polynomial.legendre.leggauss(64)
     n_bins = 4
-    for case, oma in oma0.items():
+    for case, (t_max, oma) in enumerate(cases):
+        ctx = ref.ctx(t_max=t_max)
         xb = jnp.asarray(np.tile(starts, (N_DRAWS, 1)))
         aux = jnp.full((xb.shape[0],), oma, jnp.float32)
-        if case == 0:
+        if case < 2:
             np.testing.assert_allclose(np.asarray(step.init(ctx, xb)), aux, rtol=1e-6)
 
-        def one(key, x, aux=aux):
+        def one(key, x, aux=aux, ctx=ctx):
             z = jnp.zeros((x.shape[0],), jnp.float32)
             return step.step(key, ctx, x, aux, z, z, False)
 
@@ -777,7 +790,7 @@ def test_first_hitting_one_call_law():
                 uu = edges[j] + (edges[j + 1] - edges[j]) * (nodes + 1) / 2
                 ww = wts * (edges[j + 1] - edges[j]) / 2
                 for u_q, w_q in zip(uu, ww):
-                    t_call = min(ref.t_of_alpha(1 - oma * u_q ** (1.0 / n)), 1.0)
+                    t_call = min(ref.t_of_alpha(1 - oma * u_q ** (1.0 / n)), t_max)
                     p = ref.p(x, t_call)
                     for i in range(L):
                         if x[i] == K:

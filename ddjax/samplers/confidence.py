@@ -27,7 +27,8 @@ class Confidence(driver.Step):
     kept and the rest re-masked so that ``floor(n cos(pi/2 (i + 1) / steps))`` positions
     stay masked (n = the number of free positions), with at least one new token per
     step; the last step fills every mask (``final_step="argmax"``: with the mode). The
-    denoiser sees the time whose masked fraction 1 - alpha(t) equals the current one.
+    denoiser sees the time whose masked fraction 1 - alpha(t) equals the current one, so
+    ``t_max`` has no effect (from the all-mask prior the first call is at t = 1).
 
     This is a heuristic, not a sampler of the model's law: picking the most confident
     tokens favours likely ones. With a very large ``noise_scale`` the order becomes

@@ -72,10 +72,12 @@ def dfm_probs(
     h = t - s
     neg_da = -sched.alpha_prime(t)
     if jump == "exact":
+        # infinite where 1 - alpha(s) = 0 (s = 0): every event is then a data move
         hazard_data = (1.0 + corrector) * jnp.log(
             jnp.maximum(sched.one_minus_alpha(t), _TINY)
             / jnp.maximum(sched.one_minus_alpha(s), _TINY)
         )
+        hazard_data = jnp.where(sched.one_minus_alpha(s) > 0, hazard_data, jnp.inf)
     else:
         hazard_data = (1.0 + corrector) * h * neg_da / jnp.maximum(sched.one_minus_alpha(t), _TINY)
     hazard_data = hazard_data[:, None, None]
@@ -97,9 +99,10 @@ def dfm_probs(
         p_event = jnp.minimum(total, 1.0)
     else:
         p_event = -jnp.expm1(-total)
-    share = p_event / jnp.maximum(total, _TINY)
-    probs = share * hazard_data * data
-    probs = probs + share * hazard_src * pi
+    finite = jnp.isfinite(total)
+    share = jnp.where(finite, p_event / jnp.maximum(jnp.where(finite, total, 1.0), _TINY), 0.0)
+    data_share = jnp.where(finite, share * hazard_data, p_event)
+    probs = data_share * data + share * hazard_src * pi
     stay = jnp.clip(1.0 - p_event, 0.0, 1.0)
     return probs + stay * (x[..., None] == jnp.arange(n)).astype(jnp.float32)
 

@@ -126,7 +126,7 @@ class Remdm(driver.Step):
     def _capacity(self, ctx: driver.Context) -> int | None:
         if self.draw_capacity is not None:
             return self.draw_capacity
-        if concrete(self.strength) is None:  # a traced eta: no static gather size
+        if concrete(self.strength) is None or ctx.steps is None:  # no static gather size
             return None
 
         def per_step(t: Array, s: Array) -> Array:
