@@ -41,20 +41,8 @@ STEPS: tuple[type[driver.Step], ...] = (
 )
 
 STEP_CLASSES: dict[str, type[driver.Step]] = {cls.name: cls for cls in STEPS}
-SAMPLERS = {
-    "ancestral": ancestral,
-    "euler": euler,
-    "tau_leaping": tau_leaping,
-    "tweedie": tweedie,
-    "predictor_corrector": predictor_corrector,
-    "theta_trapezoidal": theta_trapezoidal,
-    "theta_rk2": theta_rk2,
-    "dfm_euler": dfm_euler,
-    "first_hitting": first_hitting,
-    "remdm": remdm,
-    "confidence": confidence,
-}
-assert set(SAMPLERS) == set(STEP_CLASSES)
+# name -> the public function (driver.public(cls) of each step class)
+SAMPLERS = {cls.name: cls.function for cls in STEPS}
 
 # Samplers of masking processes only (they raise TypeError for other processes).
 MASKING_ONLY: tuple[str, ...] = tuple(c.name for c in STEPS if "mask" in c.needs)
@@ -75,7 +63,17 @@ def network_calls(name: str, steps: int, seq_len: int, **options: object) -> int
 
 
 __all__ = [
-    *SAMPLERS,
+    "ancestral",
+    "euler",
+    "tau_leaping",
+    "tweedie",
+    "predictor_corrector",
+    "theta_trapezoidal",
+    "theta_rk2",
+    "dfm_euler",
+    "first_hitting",
+    "remdm",
+    "confidence",
     *(c.__name__ for c in STEPS),
     "categorical",
     "gumbel",
