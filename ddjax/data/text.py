@@ -183,7 +183,7 @@ class BPETokenizer:
     @property
     def encoding(self) -> Any:
         if self._encoding is None:
-            self._encoding = _tiktoken().get_encoding(self.mode)
+            self._encoding = import_tiktoken().get_encoding(self.mode)
         return self._encoding
 
     def encode(self, text: str) -> np.ndarray:
@@ -201,7 +201,7 @@ class BPETokenizer:
         return f"BPETokenizer({self.mode!r}, vocab_size={self.vocab_size})"
 
 
-def _tiktoken() -> Any:
+def import_tiktoken() -> Any:
     try:
         import tiktoken
     except ImportError as err:
@@ -221,7 +221,7 @@ def gpt2_tokenizer() -> BPETokenizer:
     Raises:
       ImportError: tiktoken is not installed.
     """
-    return BPETokenizer(_tiktoken().get_encoding("gpt2"))
+    return BPETokenizer(import_tiktoken().get_encoding("gpt2"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -237,9 +237,9 @@ def gpt2_tokenizer(path: str | pathlib.Path | None = None) -> Any:
       FileNotFoundError: ``path`` holds neither file set.
       RuntimeError: ``path=None`` and tiktoken cannot download its files.
     """
-    from ddjax.data.text import BPETokenizer, _tiktoken
+    from ddjax.data.text import BPETokenizer, import_tiktoken
 
-    tiktoken = _tiktoken()
+    tiktoken = import_tiktoken()
     pattern = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
     if path is None:
         try:
