@@ -268,7 +268,11 @@ def _bench(args: argparse.Namespace) -> None:
                     )
                     row.update(vocab=vocab, process=proc_name, name=name, steps=steps)
                     rows.append(row)
-                    ok = "ok" if row["ratio"] <= TARGET.get(vocab, 1.5) else "MISS"
+                    target = TARGET.get(vocab, 1.5)
+                    # both measures must meet the target: the wall ratio (which a change of
+                    # load between the timed runs can move) and 1 + own / net (direct)
+                    worst = max(row["ratio"], 1.0 + row["own_ratio"])
+                    ok = "ok" if worst <= target else "MISS"
                     print(
                         f"  {proc_name:8s} K={vocab:<6d} {name:20s} steps={steps:<4d} "
                         f"calls={row['calls']:<4d} ratio={row['ratio']:.3f} {ok} "
@@ -295,8 +299,9 @@ def _bench(args: argparse.Namespace) -> None:
         )
     print(
         "\nratio = sampler / net loop (a lax.scan of the same number of bare network calls, "
-        "timed alternately in the same run); targets: <= 1.05 at K = 28, <= 1.5 at K = 50258 "
-        "(K data tokens; masking adds one mask state)."
+        "each consumed by an argmax, timed alternately in the same run); targets: <= 1.05 at "
+        "K = 28, <= 1.5 at K = 50258 (K data tokens; masking adds one mask state); a row is "
+        "ok when both ratio and 1 + own / net meet it."
     )
     print(
         "own work: the same sampler with the network replaced by a fixed array of "

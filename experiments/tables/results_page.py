@@ -108,7 +108,7 @@ BENCHMARKS = [
         "samplers_50258",
         "Sampler overhead, K = 50258 data tokens",
         "python benchmarks/samplers.py --vocab 50258 --steps 16 --samplers "
-        "ancestral,euler,tau_leaping,tweedie,theta_trapezoidal,theta_rk2,dfm_euler,remdm "
+        "ancestral,euler,tweedie,theta_trapezoidal,theta_rk2 "
         "--repeats 2 --record docs/benchmarks/samplers_50258.md",
         "The same model with 50258 data tokens (+ the mask: 50259 states); one forward pass is "
         "seconds on a 2-core CPU, so 16 steps per sampler. Target <= 1.5. Under masking every "
