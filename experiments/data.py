@@ -10,6 +10,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from experiments.common import ConfigError
+
 TEXT_DATASETS = ("shakespeare", "text8", "file", "tokens", "owt", "lm1b")
 IMAGE_DATASETS = ("digits", "cifar10")
 
@@ -80,8 +82,23 @@ def load_data(cfg: Any) -> Data:
             text = ddata.load_text(loader, path, mode=cfg.data.mode, **kwargs)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{e} To get it: {data_help(cfg)}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); data.name={name!r} "
+                "reads UTF-8 text: convert it first (e.g. iconv -f latin1 -t utf-8)"
+            ) from None
         seq_len = int(cfg.data.seq_len)
-        eval_x = ddata.chunk(text.valid if cfg.eval.split == "valid" else text.test, seq_len)
+        split = text.valid if cfg.eval.split == "valid" else text.test
+        if len(text.train) <= seq_len or len(split) < seq_len:
+            most = min(len(text.train) - 1, len(split))
+            hint = f" or a data.seq_len of at most {most}" if most >= 1 else ""
+            raise ConfigError(
+                f"the corpus {path or name!r} is too short for data.seq_len={seq_len}: its "
+                f"train split has {len(text.train)} tokens and its {cfg.eval.split} split "
+                f"{len(split)} (train gets 90%, valid and test 5% each); use a longer "
+                f"corpus{hint}"
+            )
+        eval_x = ddata.chunk(split, seq_len)
         tok = text.tokenizer
         k = int(text.vocab_size)
 
@@ -138,6 +155,6 @@ def load_data(cfg: Any) -> Data:
             )
 
         return Data(k, tr_flat.shape[1], shape, make_iter, ev_flat, ev_y, None, "dim")
-    raise ValueError(
+    raise ConfigError(
         f"unknown data.name {name!r}; known: {', '.join(TEXT_DATASETS + IMAGE_DATASETS)}"
     )
