@@ -60,6 +60,7 @@ def test_smoke_run_trains_evaluates_samples_and_writes_its_files(tmp_path, steps
         "--config=experiments/configs/smoke.py",
         f"--workdir={work}",
         f"--config.train.num_steps={steps}",
+        "--config.train.eval_every=10",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout + out.stderr
@@ -68,6 +69,8 @@ def test_smoke_run_trains_evaluates_samples_and_writes_its_files(tmp_path, steps
     records = [json.loads(line) for line in open(work / "metrics.jsonl")]
     assert records[0]["step"] == 10 and "train/loss" in records[0]
     assert any("eval/nelbo_bits_per_char" in r for r in records)
+    assert [r["step"] for r in records if "eval/nelbo_bits_per_char" in r] == [10, 20]
+    assert (work / "samples_step10.txt").exists()  # samples refreshed at each evaluation
     assert os.listdir(work / "tensorboard")  # tensorboardX is in install_requires
     assert (work / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"files in {work}" in text and "loss curve:" in text
