@@ -107,16 +107,38 @@ def sample_ar(
     return jax.lax.fori_loop(0, length, body, jnp.zeros(shape, jnp.int32))
 
 
+def _out_sharding(exp: Experiment, num: int) -> Any:
+    """Rows split over the mesh's devices (so over processes) when ``num`` divides by
+    the device count, else None (every device draws every row)."""
+    from ddjax import training
+
+    n = exp.mesh.devices.size
+    return training.batch_sharding(exp.mesh) if n > 1 and num % n == 0 else None
+
+
 def generate(exp: Experiment, params: Any, num: int, seed: int) -> np.ndarray:
-    """``num`` samples from the model, int32[num, seq_len], with ``cfg.sample``."""
+    """``num`` samples from the model, int32[num, seq_len], with ``cfg.sample``, on every
+    process (see :func:`generate_global` for how the rows are split)."""
+    from experiments.evaluation import gather
+
+    return gather(generate_global(exp, params, num, seed))
+
+
+def generate_global(exp: Experiment, params: Any, num: int, seed: int) -> jax.Array:
+    """:func:`generate` as one global array: when ``num`` divides by the device count
+    its rows are split over the devices of every process (each process computes its
+    share; the draws are those of one device), else every device draws every row."""
     cfg = exp.cfg
     key = jax.random.PRNGKey(seed)
     shape = (num, exp.data.seq_len)
     temperature = float(cfg.sample.temperature)
     if exp.objective.name == "ar":
         sampler_options(cfg)
-        fn = jax.jit(lambda p, k: sample_ar(k, exp.apply_fn, p, shape, temperature))
-        return np.asarray(fn(params, key))
+        fn = jax.jit(
+            lambda p, k: sample_ar(k, exp.apply_fn, p, shape, temperature),
+            out_shardings=_out_sharding(exp, num),
+        )
+        return fn(params, key)
     name = cfg.sample.sampler
     sampler = get_sampler(name)
     labels = None
@@ -161,7 +183,7 @@ def generate(exp: Experiment, params: Any, num: int, seed: int) -> np.ndarray:
             )
         return sampler(k, denoiser, process, shape, **options)
 
-    return np.asarray(jax.jit(run)(params, key))
+    return jax.jit(run, out_shardings=_out_sharding(exp, num))(params, key)
 
 
 def prompt_tokens(exp: Experiment, num: int) -> np.ndarray | None:

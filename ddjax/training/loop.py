@@ -181,7 +181,13 @@ def train_loop(
     2, 5, 10, 20 and 50 when they come before the first ``log_every`` boundary.
     ``on_eval(state, results)`` runs after each evaluation's results are written.
     """
-    say = print_fn or (lambda s: print(s, file=sys.stderr, flush=True))
+
+    def say(line: str) -> None:  # process 0 only, unless print_fn says otherwise
+        if print_fn is not None:
+            print_fn(line)
+        elif jax.process_index() == 0:
+            print(line, file=sys.stderr, flush=True)
+
     start = int(state.step)
     pending: dict[str, Any] | None = None
     window: list[dict[str, float]] = []
