@@ -30,6 +30,7 @@ class Data:
       decode: token rows -> strings (text) or None (images).
       unit: 'char', 'token' or 'dim' (what one position is, for reporting).
       encode: a string -> int32 token ids (text), None for images.
+      train_tokens: the training split's tokens (text), for :meth:`vocabulary`.
     """
 
     vocab_size: int
@@ -41,6 +42,18 @@ class Data:
     decode: Callable[[np.ndarray], list[str]] | None
     unit: str
     encode: Callable[[str], np.ndarray] | None = None
+    train_tokens: np.ndarray | None = None
+    _vocabulary: set[str] | None = dataclasses.field(default=None, repr=False)
+
+    def vocabulary(self) -> set[str] | None:
+        """The words of the training split (``ddjax.metrics.words``), computed once;
+        None for images or token data."""
+        if self._vocabulary is None and self.train_tokens is not None and self.decode:
+            from ddjax.metrics import words
+
+            text = self.decode(np.asarray(self.train_tokens)[None, :])[0]
+            self._vocabulary = set(words(text))
+        return self._vocabulary
 
 
 def data_help(cfg: Any) -> str:
@@ -126,7 +139,8 @@ def load_data(cfg: Any) -> Data:
             return np.asarray(tok.encode(s), np.int32)
 
         unit = "char" if cfg.data.mode in ("text8", "raw") else "token"
-        return Data(k, seq_len, None, make_iter, eval_x, None, decode, unit, encode)
+        train = text.train if unit == "char" else None  # word rates for character models
+        return Data(k, seq_len, None, make_iter, eval_x, None, decode, unit, encode, train)
     if name in IMAGE_DATASETS:
         if name == "digits":
             (tr_x, tr_y), (ev_x, ev_y) = ddata.train_test_split(

@@ -302,9 +302,33 @@ def sample_and_write(
         say(f"samples ({how}, written to {path}):")
         for t in texts:
             say("  > " + t.replace("\n", "\\n"))
+        rates = word_rates(exp, texts)
+        if rates:
+            say(
+                f"real words: {rates['word_rate']:.0%} of the samples' {rates['num_words']} "
+                f"words are words of the training text (validation text: "
+                f"{rates['valid_word_rate']:.0%})"
+            )
         return texts
     say(f"samples written to {path}")
     return path
+
+
+def word_rates(exp: Experiment, texts: list[str]) -> dict[str, float]:
+    """``ddjax.metrics.word_rate`` of ``texts`` and of as many validation sequences (at
+    least 16) against the training text's words; {} without a vocabulary."""
+    from ddjax import metrics
+
+    vocab = exp.data.vocabulary()
+    if not vocab or not texts:
+        return {}
+    n = max(len(texts), 16)
+    valid = exp.data.decode(exp.data.eval_x[:n])
+    return {
+        "word_rate": metrics.word_rate(texts, vocab),
+        "num_words": sum(len(metrics.words(t)) for t in texts),
+        "valid_word_rate": metrics.word_rate(valid, vocab),
+    }
 
 
 def new_sample_tag(cfg: Any, workdir: str, step: int) -> str:

@@ -66,6 +66,7 @@ def test_smoke_run_trains_evaluates_samples_and_writes_its_files(tmp_path, steps
     text = out.stdout + out.stderr
     assert f"step {steps}/{steps} | loss" in text and "steps/s" in text and "left" in text
     assert "validation bits per char:" in out.stdout
+    assert "real words: " in out.stdout and "(validation text: " in out.stdout
     records = [json.loads(line) for line in open(work / "metrics.jsonl")]
     assert records[0]["step"] == 10 and "train/loss" in records[0]
     assert any("eval/nelbo_bits_per_char" in r for r in records)
