@@ -62,8 +62,6 @@ def train(cfg: Any, workdir: str) -> dict[str, Any]:
     prompt_tokens(exp, 1)  # a template character outside the alphabet fails now
     write_config(cfg, workdir)
     state, tx = make_state(exp)
-    num_steps = int(cfg.train.num_steps)
-    n_dev = exp.mesh.devices.size
     bs = int(cfg.train.batch_size)
     try:
         batches = exp.data.make_train_iter(bs // jax.process_count(), int(cfg.seed))
@@ -71,10 +69,25 @@ def train(cfg: Any, workdir: str) -> dict[str, Any]:
         seq = exp.data.seq_len
         raise ConfigError(f"train.batch_size={bs} with data.seq_len={seq}: {e}") from None
     ckpt = checkpointer(cfg, workdir)
+    try:
+        state = _resume(ckpt, state, batches)
+        return _train(cfg, workdir, exp, state, tx, batches, ckpt, t_start)
+    finally:
+        ckpt.close()  # also on errors: a pending async save is finished, not abandoned
+
+
+def _resume(ckpt: Any, state: training.TrainState, batches: Any) -> training.TrainState:
+    """The latest readable checkpoint's state (and data position), else ``state``."""
     restored = ckpt.restore_latest(state)
     if restored is not None:
         state, data_state, step = restored
-        batches.set_state(data_state)
+        try:
+            batches.set_state(data_state)
+        except ValueError as e:
+            raise ConfigError(
+                f"cannot resume from {ckpt.directory} at step {step}: {e}; keep the data "
+                "settings of the run (train.batch_size, data.*) or use a new --workdir"
+            ) from None
         say(f"resumed from {ckpt.directory} at step {step}")
     elif ckpt.unreadable:
         say(
@@ -82,6 +95,23 @@ def train(cfg: Any, workdir: str) -> dict[str, Any]:
             f"{', '.join(map(str, ckpt.unreadable))}, moved aside to corrupt-*): "
             "starting from step 0"
         )
+    return state
+
+
+def _train(
+    cfg: Any,
+    workdir: str,
+    exp: Any,
+    state: training.TrainState,
+    tx: Any,
+    batches: Any,
+    ckpt: Any,
+    t_start: float,
+) -> dict[str, Any]:
+    """The training proper, from ``state`` (see :func:`train`)."""
+    num_steps = int(cfg.train.num_steps)
+    n_dev = exp.mesh.devices.size
+    bs = int(cfg.train.batch_size)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     say(
         f"{cfg.loss.name} on {cfg.data.name}: {n_params / 1e6:.2f}M params, "
@@ -123,24 +153,22 @@ def train(cfg: Any, workdir: str) -> dict[str, Any]:
         if int(cfg.sample.num_samples) > 0:
             sample_and_write(exp, eval_params(cfg, s), workdir, int(s.step))
 
-    try:
-        state = training.train_loop(
-            state,
-            jitted,
-            batches,
-            num_steps=num_steps,
-            mesh=exp.mesh,
-            checkpointer=ckpt,
-            checkpoint_every=int(cfg.train.checkpoint_every),
-            log_every=int(cfg.train.log_every),
-            eval_fn=eval_fn,
-            eval_every=int(cfg.train.eval_every),
-            writer=writer,
-            tokens_per_step=bs * exp.data.seq_len,
-            on_eval=on_eval,
-        )
-    finally:
-        ckpt.close()
+    state = training.train_loop(
+        state,
+        jitted,
+        batches,
+        num_steps=num_steps,
+        mesh=exp.mesh,
+        checkpointer=ckpt,
+        checkpoint_every=int(cfg.train.checkpoint_every),
+        log_every=int(cfg.train.log_every),
+        eval_fn=eval_fn,
+        eval_every=int(cfg.train.eval_every),
+        writer=writer,
+        tokens_per_step=bs * exp.data.seq_len,
+        on_eval=on_eval,
+    )
+    ckpt.close()
     results: dict[str, Any] = {"step": int(state.step), "train_seconds": time.time() - t_start}
     if bool(cfg.train.final_eval):
         ev = evaluate_nelbo(exp, eval_params(cfg, state), eval_fn=eval_step)

@@ -369,3 +369,15 @@ def test_check_config_names_the_key_in_process():
         cfg[section][name] = value
         with pytest.raises(ConfigError, match=expected.replace("(", r"\(")):
             check_config(cfg)
+
+
+def test_resume_with_other_data_settings_is_a_clear_error(tmp_path):
+    work = tmp_path / "w"
+    base = ["--config=experiments/configs/smoke.py", f"--workdir={work}"]
+    quick = ["--config.train.num_steps=2", "--config.train.final_eval=False"]
+    out = cli(*base, *quick, "--config.sample.num_samples=0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = cli(*base, "--config.train.num_steps=4", "--config.train.batch_size=8")
+    assert out.returncode != 0
+    assert "error: cannot resume from" in out.stderr and "train.batch_size" in out.stderr
+    assert out.stderr.count("error:") == 1 and "Traceback" not in out.stderr

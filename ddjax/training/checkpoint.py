@@ -193,7 +193,10 @@ class Checkpointer:
         self._mngr.wait_until_finished()
 
     def close(self) -> None:
-        """Waits for pending saves and releases the manager."""
+        """Waits for pending saves and releases the manager (a second call does nothing)."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         self._mngr.wait_until_finished()
         self._mngr.close()
 
