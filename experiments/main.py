@@ -197,6 +197,10 @@ def cli() -> None:
         print(help_text())
         sys.exit(0)
     message = check_overrides(sys.argv)
+    if message is None and not any(
+        a == "--workdir" or a.startswith("--workdir=") for a in sys.argv[1:]
+    ):
+        message = "missing --workdir=DIR (where checkpoints, metrics, plots and samples go)"
     try:
         argv, options = split_sample_options(sys.argv)
     except ValueError as e:

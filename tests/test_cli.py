@@ -342,6 +342,14 @@ def test_sample_on_an_empty_workdir_is_a_clear_error_that_creates_nothing(tmp_pa
     assert not work.exists()
 
 
+def test_a_missing_workdir_is_one_line():
+    out = cli("--config=experiments/configs/smoke.py")
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "error: missing --workdir=DIR (where checkpoints, metrics, plots and samples go)"
+    )
+
+
 def test_help_works_without_config_and_lists_the_config_keys():
     out = cli("--help")
     assert out.returncode == 0, out.stderr
