@@ -294,6 +294,7 @@ def mauve(p_features: ArrayLike, q_features: ArrayLike, **kwargs: Any) -> float:
 
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
+_ONE_LETTER_WORDS = frozenset("aio")
 
 
 def words(text: str) -> list[str]:
@@ -306,6 +307,9 @@ def word_rate(texts: str | Sequence[str], vocabulary: str | set[str]) -> float:
     """The fraction of the words of ``texts`` (see :func:`words`) that occur in
     ``vocabulary`` (a set of words, or a text whose words are taken): every occurrence
     counts, so 'the the the' is three real words. NaN when ``texts`` has no word.
+    A one-letter word counts only if it is 'a', 'i' or 'o': the others in a corpus are
+    fragments of elisions ("'t", "'d", "'s") and initials, and would make random
+    letters score as words.
 
     The main job reports it for its samples next to the same measure on validation
     sequences of the same length (words cut by a sequence's ends count as misses on
@@ -316,4 +320,5 @@ def word_rate(texts: str | Sequence[str], vocabulary: str | set[str]) -> float:
     found = [w for t in texts for w in words(t)]
     if not found:
         return float("nan")
-    return sum(w in vocab for w in found) / len(found)
+    real = [w in vocab and (len(w) > 1 or w in _ONE_LETTER_WORDS) for w in found]
+    return sum(real) / len(found)

@@ -42,3 +42,5 @@ def test_word_rate_counts_every_occurrence_against_the_training_words():
     assert metrics.word_rate(["The King!", "o'er qq"], train) == 0.75
     assert math.isnan(metrics.word_rate(["  ,, 12 "], train))
     assert metrics.word_rate("live", {"live"}) == 1.0
+    # one-letter fragments of the corpus ("'t", "'s") are not words; a, i, o are
+    assert metrics.word_rate("t s a i o", "is't the king's a i o") == 0.6
