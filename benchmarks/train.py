@@ -10,7 +10,16 @@ The baseline is ``jax.grad`` of ``sum(model(x_t, t) * w)`` on the same batch: th
 network's forward and backward passes and nothing else. Timings alternate between
 the two in rounds and report medians, which keeps the ratio meaningful on a busy
 machine. With ``--peak_tflops`` the model FLOP utilisation of the train step is
-printed as well (FLOPs from XLA's cost analysis of the compiled step).
+printed as well (FLOPs from XLA's cost analysis of the compiled step); ``auto`` looks
+the chip's dense bf16 peak up in :data:`PEAK_TFLOPS` by its device kind.
+
+``--seconds S`` then trains for S seconds without pauses (the donated state carried on,
+one fresh batch per step, synchronised every step's loss read-back of the step before)
+and reports the sustained tokens/s and MFU over that window:
+
+    python benchmarks/train.py --config=experiments/configs/text8_mdlm.py --synthetic \
+        --set model.dtype=bfloat16 --set train.batch_size=64 --rounds 1 --seconds 120 \
+        --peak_tflops auto
 """
 
 from __future__ import annotations
@@ -68,6 +77,38 @@ def synthetic_text(cfg: Any) -> Any:
     )
 
 
+# Dense bf16 peak TFLOP/s per chip (vendor data sheets; no sparsity), by device_kind.
+PEAK_TFLOPS = {
+    "H200": 989.0,
+    "H100": 989.0,  # SXM; the PCIe card is 756
+    "H100 PCIe": 756.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10G": 70.0,
+    "V100": 125.0,  # fp16 tensor cores
+    "TPU v4": 275.0,
+    "TPU v5 lite": 197.0,
+    "TPU v5e": 197.0,
+    "TPU v5p": 459.0,
+    "TPU v6 lite": 918.0,
+    "TPU v6e": 918.0,
+}
+
+
+def peak_tflops(value: str) -> float:
+    """``--peak_tflops``: a number, or 'auto' (the device kind's entry in PEAK_TFLOPS,
+    longest matching name first; 0 = unknown, no MFU)."""
+    if value != "auto":
+        return float(value)
+    kind = jax.devices()[0].device_kind
+    for name in sorted(PEAK_TFLOPS, key=len, reverse=True):
+        if name.lower() in kind.lower():
+            return PEAK_TFLOPS[name]
+    print(f"note: no peak known for device kind {kind!r}; pass --peak_tflops=N for MFU")
+    return 0.0
+
+
 def timed(fn: Any, n: int) -> float:
     """Median seconds per call over ``n`` calls (each synchronised)."""
     times = []
@@ -87,7 +128,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps_per_round", type=int, default=5)
     ap.add_argument("--synthetic", action="store_true", help="random tokens instead of the data")
-    ap.add_argument("--peak_tflops", type=float, default=0.0, help="device peak, for MFU")
+    ap.add_argument(
+        "--peak_tflops", default="0", help="device peak TFLOP/s for MFU, or 'auto' (by chip)"
+    )
+    ap.add_argument(
+        "--seconds", type=float, default=0.0, help="then train this long: sustained tokens/s"
+    )
     ap.add_argument("--json", default="", help="also write the results here")
     ap.add_argument("--record", default=None, help="also write the output here (markdown)")
     args = ap.parse_args()
@@ -99,6 +145,7 @@ def _bench(args: argparse.Namespace) -> None:
 
     from experiments import run
 
+    args.peak_tflops = peak_tflops(str(args.peak_tflops))
     cfg = load_config(args.config, args.set)
     if args.synthetic or cfg.data.name not in ("shakespeare", "digits"):
         run.load_data = lambda c: synthetic_text(c)  # noqa: E731
@@ -189,10 +236,52 @@ def _bench(args: argparse.Namespace) -> None:
         f"forward+backward {m * 1e3:.1f} ms, ratio {s / m:.3f} (target <= 1.10); "
         f"{tokens / s:,.0f} tokens/s" + (f"; MFU {result['mfu']:.1%}" if "mfu" in result else "")
     )
+    if args.seconds > 0:
+        result.update(sustained(holder, step, it, exp.mesh, args.seconds, tokens))
+        if flops and args.peak_tflops > 0:
+            per_s = result["sustained_steps_per_s"]
+            peak = args.peak_tflops * 1e12 * jax.device_count()
+            result["sustained_mfu"] = round(flops * per_s / peak, 4)
+        print(
+            f"trained {result['sustained_steps']} steps in {result['sustained_seconds']:.0f} s: "
+            f"{result['sustained_tokens_per_s']:,.0f} tokens/s"
+            + (
+                f"; MFU {result['sustained_mfu']:.1%} of {args.peak_tflops:g} TFLOP/s"
+                if "sustained_mfu" in result
+                else ""
+            )
+            + f"; loss {result['first_loss']:.3f} -> {result['last_loss']:.3f}"
+        )
     print(json.dumps(result))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
+
+
+def sustained(holder: dict, step: Any, it: Any, mesh: Any, seconds: float, tokens: int) -> dict:
+    """Trains for ``seconds`` (a fresh batch each step, the previous step's loss read
+    back while the next runs); steps/s and tokens/s over the window."""
+    losses = []
+    pending = None
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        raw = next(it)
+        batch = training.put_batch(raw if isinstance(raw, dict) else {"x": raw}, mesh)
+        holder["state"], m = step(holder["state"], batch)
+        if pending is not None:
+            losses.append(float(pending))
+        pending = m["loss"]
+        n += 1
+    losses.append(float(pending))
+    elapsed = time.perf_counter() - t0
+    return {
+        "sustained_steps": n,
+        "sustained_seconds": round(elapsed, 2),
+        "sustained_steps_per_s": round(n / elapsed, 4),
+        "sustained_tokens_per_s": round(n * tokens / elapsed, 1),
+        "first_loss": round(losses[0], 4),
+        "last_loss": round(losses[-1], 4),
+    }
 
 
 if __name__ == "__main__":

@@ -6,12 +6,15 @@
 * generative perplexity: the perplexity of generated samples under a judge language
   model, with the rules of :func:`generative_perplexity` (written there once).
 * MAUVE: :func:`mauve` on the judge's last-token features (the ``mauve-text`` package).
+* word rate: :func:`word_rate`, the fraction of generated words that are words of the
+  training text (letters and apostrophes, case-folded; see :func:`words`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +33,8 @@ __all__ = [
     "generative_perplexity",
     "judge_features",
     "mauve",
+    "words",
+    "word_rate",
 ]
 
 
@@ -286,3 +291,34 @@ def mauve(p_features: ArrayLike, q_features: ArrayLike, **kwargs: Any) -> float:
         p_features=np.asarray(p_features), q_features=np.asarray(q_features), **kwargs
     )
     return float(result.mauve)
+
+
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
+_ONE_LETTER_WORDS = frozenset("aio")
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text``: maximal runs of letters (with inner apostrophes, "o'er"),
+    lower-cased; punctuation, digits and spacing separate them."""
+    return _WORD.findall(text.lower())
+
+
+def word_rate(texts: str | Sequence[str], vocabulary: str | set[str]) -> float:
+    """The fraction of the words of ``texts`` (see :func:`words`) that occur in
+    ``vocabulary`` (a set of words, or a text whose words are taken): every occurrence
+    counts, so 'the the the' is three real words. NaN when ``texts`` has no word.
+    A one-letter word counts only if it is 'a', 'i' or 'o': the others in a corpus are
+    fragments of elisions ("'t", "'d", "'s") and initials, and would make random
+    letters score as words.
+
+    The main job reports it for its samples next to the same measure on validation
+    sequences of the same length (words cut by a sequence's ends count as misses on
+    both sides, so that reference sits a little under 100%).
+    """
+    vocab = set(words(vocabulary)) if isinstance(vocabulary, str) else set(vocabulary)
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    found = [w for t in texts for w in words(t)]
+    if not found:
+        return float("nan")
+    real = [w in vocab and (len(w) > 1 or w in _ONE_LETTER_WORDS) for w in found]
+    return sum(real) / len(found)

@@ -10,6 +10,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from experiments.common import ConfigError
+
 TEXT_DATASETS = ("shakespeare", "text8", "file", "tokens", "owt", "lm1b")
 IMAGE_DATASETS = ("digits", "cifar10")
 
@@ -28,6 +30,7 @@ class Data:
       decode: token rows -> strings (text) or None (images).
       unit: 'char', 'token' or 'dim' (what one position is, for reporting).
       encode: a string -> int32 token ids (text), None for images.
+      train_tokens: the training split's tokens (text), for :meth:`vocabulary`.
     """
 
     vocab_size: int
@@ -39,6 +42,18 @@ class Data:
     decode: Callable[[np.ndarray], list[str]] | None
     unit: str
     encode: Callable[[str], np.ndarray] | None = None
+    train_tokens: np.ndarray | None = None
+    _vocabulary: set[str] | None = dataclasses.field(default=None, repr=False)
+
+    def vocabulary(self) -> set[str] | None:
+        """The words of the training split (``ddjax.metrics.words``), computed once;
+        None for images or token data."""
+        if self._vocabulary is None and self.train_tokens is not None and self.decode:
+            from ddjax.metrics import words
+
+            text = self.decode(np.asarray(self.train_tokens)[None, :])[0]
+            self._vocabulary = set(words(text))
+        return self._vocabulary
 
 
 def data_help(cfg: Any) -> str:
@@ -80,8 +95,23 @@ def load_data(cfg: Any) -> Data:
             text = ddata.load_text(loader, path, mode=cfg.data.mode, **kwargs)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{e} To get it: {data_help(cfg)}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); data.name={name!r} "
+                "reads UTF-8 text: convert it first (e.g. iconv -f latin1 -t utf-8)"
+            ) from None
         seq_len = int(cfg.data.seq_len)
-        eval_x = ddata.chunk(text.valid if cfg.eval.split == "valid" else text.test, seq_len)
+        split = text.valid if cfg.eval.split == "valid" else text.test
+        if len(text.train) <= seq_len or len(split) < seq_len:
+            most = min(len(text.train) - 1, len(split))
+            hint = f" or a data.seq_len of at most {most}" if most >= 1 else ""
+            raise ConfigError(
+                f"the corpus {path or name!r} is too short for data.seq_len={seq_len}: its "
+                f"train split has {len(text.train)} tokens and its {cfg.eval.split} split "
+                f"{len(split)} (train gets 90%, valid and test 5% each); use a longer "
+                f"corpus{hint}"
+            )
+        eval_x = ddata.chunk(split, seq_len)
         tok = text.tokenizer
         k = int(text.vocab_size)
 
@@ -109,7 +139,8 @@ def load_data(cfg: Any) -> Data:
             return np.asarray(tok.encode(s), np.int32)
 
         unit = "char" if cfg.data.mode in ("text8", "raw") else "token"
-        return Data(k, seq_len, None, make_iter, eval_x, None, decode, unit, encode)
+        train = text.train if unit == "char" else None  # word rates for character models
+        return Data(k, seq_len, None, make_iter, eval_x, None, decode, unit, encode, train)
     if name in IMAGE_DATASETS:
         if name == "digits":
             (tr_x, tr_y), (ev_x, ev_y) = ddata.train_test_split(
@@ -138,6 +169,6 @@ def load_data(cfg: Any) -> Data:
             )
 
         return Data(k, tr_flat.shape[1], shape, make_iter, ev_flat, ev_y, None, "dim")
-    raise ValueError(
+    raise ConfigError(
         f"unknown data.name {name!r}; known: {', '.join(TEXT_DATASETS + IMAGE_DATASETS)}"
     )

@@ -156,17 +156,51 @@ def main(argv: Sequence[str], options: dict[str, Any] | None = None) -> None:
     cfg.lock()
     try:
         run.run(cfg, _WORKDIR.value, _MODE.value)
-    except (ConfigError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        sys.exit(f"error: {e}")
-    except training.NonFiniteError as e:
-        logging.error("%s", e)
-        sys.exit(f"error: {e}")
+    except (ConfigError, FileNotFoundError, training.NonFiniteError) as e:
+        sys.exit(f"error: {e}")  # printed once, without a traceback
+
+
+def help_text() -> str:
+    """``--help``: this module's doc, the flags, and every config key with its default."""
+    from experiments.configs import base
+
+    cfg = base.get_base_config()
+    lines = [__doc__.strip(), "", "flags:"]
+    lines += [
+        "  --config=PATH[:ARG]  an ml_collections config file (experiments/configs/*.py)",
+        "  --workdir=DIR        where checkpoints, metrics, plots and samples go",
+        "  --mode=train|eval|sample  (default train)",
+        "  --distributed=auto|yes|no  call jax.distributed.initialize() (default auto)",
+        "  --config.KEY=VALUE   override a config key (below); --config.sample.options.NAME=VALUE",
+        "",
+        "config keys (--config.KEY=VALUE) and their base defaults (each config file changes some):",
+    ]
+    flat = {}
+
+    def walk(c: Any, prefix: str) -> None:
+        for k, v in c.items():
+            if hasattr(v, "items") and k != "options":
+                walk(v, f"{prefix}{k}.")
+            else:
+                flat[prefix + k] = v
+
+    walk(cfg, "")
+    width = max(len(k) for k in flat)
+    lines += [f"  {k.ljust(width)}  {v!r}" for k, v in flat.items()]
+    lines += ["", "absl's own flags: --helpfull"]
+    return "\n".join(lines)
 
 
 def cli() -> None:
     """Entry point: checks config overrides, then runs absl's app."""
+    if any(a in ("--help", "-h", "--help=true", "-?") for a in sys.argv[1:]):
+        print(help_text())
+        sys.exit(0)
     message = check_overrides(sys.argv)
+    if message is None and not any(
+        a == "--workdir" or a.startswith("--workdir=") for a in sys.argv[1:]
+    ):
+        message = "missing --workdir=DIR (where checkpoints, metrics, plots and samples go)"
     try:
         argv, options = split_sample_options(sys.argv)
     except ValueError as e:

@@ -102,28 +102,47 @@ def eval_params(cfg: Any, state: training.TrainState) -> Any:
     return state.ema_params if bool(cfg.eval.use_ema) else state.params
 
 
-def checkpointer(cfg: Any, workdir: str) -> training.Checkpointer:
+def checkpointer(cfg: Any, workdir: str, *, create: bool = True) -> training.Checkpointer:
     """The run's checkpoint manager, over ``WORKDIR/checkpoints``."""
     return training.Checkpointer(
         os.path.join(workdir, "checkpoints"),
         max_to_keep=int(cfg.train.max_to_keep),
         async_save=bool(cfg.train.async_checkpoint),
+        create=create,
     )
 
 
+def saved_steps(workdir: str) -> list[int]:
+    """The step folders in ``WORKDIR/checkpoints`` (without opening Orbax), ascending."""
+    d = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(d):
+        return []
+    return sorted(int(f) for f in os.listdir(d) if f.isdigit())
+
+
 def restore_for_inference(cfg: Any, workdir: str) -> tuple[Experiment, training.TrainState]:
-    """The experiment built from ``cfg`` and the latest checkpoint's state in ``workdir``."""
+    """The experiment built from ``cfg`` and the latest checkpoint's state in ``workdir``.
+
+    Raises FileNotFoundError (nothing created in ``workdir``) when it holds no checkpoint
+    or when every checkpoint is unreadable.
+    """
+    ckdir = os.path.join(workdir, "checkpoints")
+    if not saved_steps(workdir):
+        raise FileNotFoundError(
+            f"no checkpoint in {ckdir}; train first with --mode=train and the same --workdir"
+        )
     exp = build(cfg)
     state, _ = make_state(exp)
-    ckpt = checkpointer(cfg, workdir)
+    ckpt = checkpointer(cfg, workdir, create=False)
     try:
         restored = ckpt.restore_latest(state)
     finally:
         ckpt.close()
     if restored is None:
         raise FileNotFoundError(
-            f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first with "
-            "--mode=train and the same --workdir"
+            f"every checkpoint in {ckdir} is unreadable (steps "
+            f"{', '.join(map(str, ckpt.unreadable))}, moved aside to corrupt-*); "
+            "train again with --mode=train"
         )
     state, _, step = restored
     say(f"restored step {step} from {workdir}")

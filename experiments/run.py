@@ -45,7 +45,11 @@ def build(cfg: Any, *, mesh: Any = None) -> Experiment:
 
 
 def run(cfg: Any, workdir: str, mode: str) -> dict[str, Any]:
-    """Dispatches to :func:`train`, :func:`evaluate` or :func:`sample`."""
+    """Dispatches to :func:`train`, :func:`evaluate` or :func:`sample` after
+    :func:`experiments.checks.check_config` (a bad value fails before anything runs)."""
+    from experiments.checks import check_config
+
+    check_config(cfg)
     if mode == "train":
         return train(cfg, workdir)
     if mode == "eval":

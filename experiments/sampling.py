@@ -107,16 +107,38 @@ def sample_ar(
     return jax.lax.fori_loop(0, length, body, jnp.zeros(shape, jnp.int32))
 
 
+def _out_sharding(exp: Experiment, num: int) -> Any:
+    """Rows split over the mesh's devices (so over processes) when ``num`` divides by
+    the device count, else None (every device draws every row)."""
+    from ddjax import training
+
+    n = exp.mesh.devices.size
+    return training.batch_sharding(exp.mesh) if n > 1 and num % n == 0 else None
+
+
 def generate(exp: Experiment, params: Any, num: int, seed: int) -> np.ndarray:
-    """``num`` samples from the model, int32[num, seq_len], with ``cfg.sample``."""
+    """``num`` samples from the model, int32[num, seq_len], with ``cfg.sample``, on every
+    process (see :func:`generate_global` for how the rows are split)."""
+    from experiments.evaluation import gather
+
+    return gather(generate_global(exp, params, num, seed))
+
+
+def generate_global(exp: Experiment, params: Any, num: int, seed: int) -> jax.Array:
+    """:func:`generate` as one global array: when ``num`` divides by the device count
+    its rows are split over the devices of every process (each process computes its
+    share; the draws are those of one device), else every device draws every row."""
     cfg = exp.cfg
     key = jax.random.PRNGKey(seed)
     shape = (num, exp.data.seq_len)
     temperature = float(cfg.sample.temperature)
     if exp.objective.name == "ar":
         sampler_options(cfg)
-        fn = jax.jit(lambda p, k: sample_ar(k, exp.apply_fn, p, shape, temperature))
-        return np.asarray(fn(params, key))
+        fn = jax.jit(
+            lambda p, k: sample_ar(k, exp.apply_fn, p, shape, temperature),
+            out_shardings=_out_sharding(exp, num),
+        )
+        return fn(params, key)
     name = cfg.sample.sampler
     sampler = get_sampler(name)
     labels = None
@@ -124,7 +146,7 @@ def generate(exp: Experiment, params: Any, num: int, seed: int) -> np.ndarray:
     if num_classes > 0:
         label = int(cfg.sample.class_label)
         if not -1 <= label < num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"sample.class_label={label} must be -1 (every class) or 0..{num_classes - 1}"
             )
         labels = jnp.arange(num, dtype=jnp.int32) % num_classes
@@ -144,9 +166,9 @@ def generate(exp: Experiment, params: Any, num: int, seed: int) -> np.ndarray:
         options["fixed"] = fixed
     guidance = str(cfg.sample.guidance)
     if guidance not in ("none", "cfg"):
-        raise ValueError(f"sample.guidance must be 'none' or 'cfg', got {guidance!r}")
+        raise ConfigError(f"sample.guidance must be 'none' or 'cfg', got {guidance!r}")
     if guidance == "cfg" and num_classes == 0:
-        raise ValueError(
+        raise ConfigError(
             "sample.guidance='cfg' needs a class-conditional model (model.num_classes > 0)"
         )
 
@@ -161,7 +183,7 @@ def generate(exp: Experiment, params: Any, num: int, seed: int) -> np.ndarray:
             )
         return sampler(k, denoiser, process, shape, **options)
 
-    return np.asarray(jax.jit(run)(params, key))
+    return jax.jit(run, out_shardings=_out_sharding(exp, num))(params, key)
 
 
 def prompt_tokens(exp: Experiment, num: int) -> np.ndarray | None:
@@ -175,28 +197,47 @@ def prompt_tokens(exp: Experiment, num: int) -> np.ndarray | None:
     if not prompt and not template:
         return None
     if prompt and template:
-        raise ValueError("give sample.prompt or sample.template, not both")
+        raise ConfigError("give sample.prompt or sample.template, not both")
     if exp.data.encode is None:
-        raise ValueError("sample.prompt / sample.template need a text data set")
+        raise ConfigError("sample.prompt / sample.template need a text data set")
     seq_len = exp.data.seq_len
     row = np.full(seq_len, -1, np.int32)
     if prompt:
-        ids = exp.data.encode(prompt)
+        try:
+            ids = exp.data.encode(prompt)
+        except ValueError as e:
+            raise ConfigError(f"sample.prompt: {e}") from None
         if len(ids) > seq_len:
-            raise ValueError(f"sample.prompt has {len(ids)} tokens, more than seq_len={seq_len}")
+            raise ConfigError(f"sample.prompt has {len(ids)} tokens, more than seq_len={seq_len}")
         row[: len(ids)] = ids
     else:
         if len(template) > seq_len:
-            raise ValueError(
+            raise ConfigError(
                 f"sample.template has {len(template)} characters, more than seq_len={seq_len}"
             )
         for i, ch in enumerate(template):
             if ch != "_":
-                ids = exp.data.encode(ch)
-                if len(ids) != 1:
-                    raise ValueError(f"sample.template character {ch!r} is not one token")
-                row[i] = ids[0]
+                row[i] = _one_token(exp, ch, i)
     return np.broadcast_to(row, (num, seq_len)).copy()
+
+
+def _one_token(exp: Experiment, ch: str, i: int) -> int:
+    """The token of template character ``ch`` (at ``i``); a ConfigError when the alphabet
+    lacks it (text8's alphabet: lower-case letters and space; capitals are lowered)."""
+    try:
+        ids = exp.data.encode(ch)
+    except ValueError:
+        ids = []
+    decode = exp.data.decode
+    text8 = exp.cfg.data.mode == "text8"
+    back = decode(np.asarray([ids], np.int32))[0] if len(ids) == 1 and decode else None
+    if len(ids) != 1 or back != (ch.lower() if text8 else ch):
+        alphabet = "lower-case a-z and space" if text8 else "the corpus's characters"
+        raise ConfigError(
+            f"sample.template character {ch!r} (position {i}) is not in the alphabet "
+            f"({alphabet}); use '_' for a free position"
+        )
+    return int(ids[0])
 
 
 def write_samples(exp: Experiment, samples: np.ndarray, workdir: str, tag: str) -> str:
@@ -234,35 +275,89 @@ def save_image_grid(images: np.ndarray, levels: int, path: str) -> None:
     plt.close(fig)
 
 
-def sample_and_write(exp: Experiment, params: Any, workdir: str, step: int) -> list[str] | str:
+def sample_and_write(
+    exp: Experiment, params: Any, workdir: str, step: int, *, tag: str | None = None
+) -> list[str] | str:
     """Samples with ``cfg.sample``, writes them to the workdir and prints text ones.
 
-    Returns the texts (text data), the PNG path (images), or [] when sampling is not
-    possible for this model (the reason is printed) or on processes other than 0.
+    The file is ``samples_<tag>`` (``tag`` defaults to ``step<step>``) with ``.txt`` for
+    text and ``.png`` for images. Returns the texts (text data), the PNG path (images),
+    or [] when sampling is not possible for this model (the reason is printed) or on
+    processes other than 0. A config value that cannot work raises ConfigError.
     """
     cfg = exp.cfg
     try:
         samples = generate(exp, params, int(cfg.sample.num_samples), int(cfg.sample.seed))
+    except ConfigError:
+        raise
     except (AttributeError, NotImplementedError, ValueError) as e:
         say(f"note: no samples ({type(e).__name__}: {e})")
         return []
     if jax.process_index() != 0:
         return []
-    path = write_samples(exp, samples, workdir, f"step{step}")
+    path = write_samples(exp, samples, workdir, tag or f"step{step}")
     if exp.data.decode is not None:
         texts = exp.data.decode(samples)
         how = "ar" if exp.objective.name == "ar" else cfg.sample.sampler
         say(f"samples ({how}, written to {path}):")
         for t in texts:
             say("  > " + t.replace("\n", "\\n"))
+        rates = word_rates(exp, texts)
+        if rates:
+            say(
+                f"real words: {rates['word_rate']:.0%} of the samples' {rates['num_words']} "
+                f"words are words of the training text (validation text: "
+                f"{rates['valid_word_rate']:.0%})"
+            )
         return texts
     say(f"samples written to {path}")
     return path
 
 
+def word_rates(exp: Experiment, texts: list[str]) -> dict[str, float]:
+    """``ddjax.metrics.word_rate`` of ``texts`` and of as many validation sequences (at
+    least 16) against the training text's words; {} without a vocabulary."""
+    from ddjax import metrics
+
+    vocab = exp.data.vocabulary()
+    if not vocab or not texts:
+        return {}
+    n = max(len(texts), 16)
+    valid = exp.data.decode(exp.data.eval_x[:n])
+    return {
+        "word_rate": metrics.word_rate(texts, vocab),
+        "num_words": sum(len(metrics.words(t)) for t in texts),
+        "valid_word_rate": metrics.word_rate(valid, vocab),
+    }
+
+
+def new_sample_tag(cfg: Any, workdir: str, step: int) -> str:
+    """A file tag for ``--mode=sample`` that no file in ``workdir`` has yet:
+    ``step<N>_<sampler>_seed<S>`` (then ``-2``, ``-3``, ...), so the samples written at
+    the end of training (``samples_step<N>``) and earlier ``--mode=sample`` runs stay."""
+    how = "ar" if cfg.loss.name == "ar" else str(cfg.sample.sampler)
+    base = f"step{step}_{how}_seed{int(cfg.sample.seed)}"
+    taken = set(os.listdir(workdir)) if os.path.isdir(workdir) else set()
+    tag, n = base, 1
+    while any(f"samples_{tag}{ext}" in taken for ext in (".txt", ".png")):
+        n += 1
+        tag = f"{base}-{n}"
+    return tag
+
+
 def sample(cfg: Any, workdir: str) -> dict[str, Any]:
-    """Writes ``cfg.sample.num_samples`` samples of the latest checkpoint to the workdir."""
-    sampler_options(cfg)
+    """Writes ``cfg.sample.num_samples`` samples of the latest checkpoint to the workdir
+    (a new file each run, see :func:`new_sample_tag`); a ConfigError when none can be."""
+    from experiments.checks import check_config
+
+    check_config(cfg)
+    if int(cfg.sample.num_samples) < 1:
+        raise ConfigError("--mode=sample needs sample.num_samples >= 1")
     exp, state = restore_for_inference(cfg, workdir)
-    out = sample_and_write(exp, eval_params(cfg, state), workdir, int(state.step))
+    step = int(state.step)
+    out = sample_and_write(
+        exp, eval_params(cfg, state), workdir, step, tag=new_sample_tag(cfg, workdir, step)
+    )
+    if jax.process_index() == 0 and not out:
+        raise ConfigError("no samples were written (see the note above)")
     return {"samples": out}

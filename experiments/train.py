@@ -11,10 +11,12 @@ from typing import Any
 import jax
 
 from ddjax import training
-from experiments.common import say
+from experiments import outputs
+from experiments.checks import check_config
+from experiments.common import ConfigError, say
 from experiments.evaluation import evaluate_nelbo, make_eval_fn, report_eval
 from experiments.model import build, checkpointer, eval_params, make_state
-from experiments.sampling import sample_and_write, sampler_options
+from experiments.sampling import prompt_tokens, sample_and_write
 
 log = logging.getLogger(__name__)
 
@@ -55,31 +57,73 @@ def flatten(d: dict, prefix: str = "") -> dict:
 def train(cfg: Any, workdir: str) -> dict[str, Any]:
     """Trains (resuming from the latest checkpoint), then evaluates and samples."""
     t_start = time.time()
-    sampler_options(cfg)  # a bad sampler or option fails now, not after training
-    write_config(cfg, workdir)
+    check_config(cfg)  # every value that names something, before anything is built
     exp = build(cfg)
+    prompt_tokens(exp, 1)  # a template character outside the alphabet fails now
+    write_config(cfg, workdir)
     state, tx = make_state(exp)
-    num_steps = int(cfg.train.num_steps)
-    n_dev = exp.mesh.devices.size
     bs = int(cfg.train.batch_size)
-    if bs % n_dev or bs % jax.process_count():
-        raise ValueError(f"train.batch_size={bs} must be divisible by the {n_dev} devices")
-    batches = exp.data.make_train_iter(bs // jax.process_count(), int(cfg.seed))
+    try:
+        batches = exp.data.make_train_iter(bs // jax.process_count(), int(cfg.seed))
+    except ValueError as e:
+        seq = exp.data.seq_len
+        raise ConfigError(f"train.batch_size={bs} with data.seq_len={seq}: {e}") from None
     ckpt = checkpointer(cfg, workdir)
+    try:
+        state = _resume(ckpt, state, batches)
+        return _train(cfg, workdir, exp, state, tx, batches, ckpt, t_start)
+    finally:
+        ckpt.close()  # also on errors: a pending async save is finished, not abandoned
+
+
+def _resume(ckpt: Any, state: training.TrainState, batches: Any) -> training.TrainState:
+    """The latest readable checkpoint's state (and data position), else ``state``."""
     restored = ckpt.restore_latest(state)
     if restored is not None:
         state, data_state, step = restored
-        batches.set_state(data_state)
+        try:
+            batches.set_state(data_state)
+        except ValueError as e:
+            raise ConfigError(
+                f"cannot resume from {ckpt.directory} at step {step}: {e}; keep the data "
+                "settings of the run (train.batch_size, data.*) or use a new --workdir"
+            ) from None
         say(f"resumed from {ckpt.directory} at step {step}")
+    elif ckpt.unreadable:
+        say(
+            f"warning: every checkpoint in {ckpt.directory} is unreadable (steps "
+            f"{', '.join(map(str, ckpt.unreadable))}, moved aside to corrupt-*): "
+            "starting from step 0"
+        )
+    return state
+
+
+def _train(
+    cfg: Any,
+    workdir: str,
+    exp: Any,
+    state: training.TrainState,
+    tx: Any,
+    batches: Any,
+    ckpt: Any,
+    t_start: float,
+) -> dict[str, Any]:
+    """The training proper, from ``state`` (see :func:`train`)."""
+    num_steps = int(cfg.train.num_steps)
+    n_dev = exp.mesh.devices.size
+    bs = int(cfg.train.batch_size)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     say(
         f"{cfg.loss.name} on {cfg.data.name}: {n_params / 1e6:.2f}M params, "
         f"{n_dev} device(s) ({jax.devices()[0].platform}), batch {bs} x {exp.data.seq_len}, "
-        f"{num_steps} steps"
+        f"{num_steps} steps, {cfg.model.dtype} compute"
     )
-    writer = training.MetricWriter(workdir, tensorboard=bool(cfg.train.tensorboard))
+    tensorboard = bool(cfg.train.tensorboard)
+    writer = training.MetricWriter(workdir, tensorboard=tensorboard, start_step=int(state.step))
     if writer.note:
         say(f"note: {writer.note}")
+    text = exp.data.decode is not None
+    say(outputs.describe_files(workdir, tensorboard and not writer.note, text))
     lr = training.make_lr_schedule(cfg.optim, num_steps)
     step_fn = training.make_train_step(
         exp.objective,
@@ -104,23 +148,27 @@ def train(cfg: Any, workdir: str) -> dict[str, Any]:
         r.pop("num_sequences")
         return r
 
-    try:
-        state = training.train_loop(
-            state,
-            jitted,
-            batches,
-            num_steps=num_steps,
-            mesh=exp.mesh,
-            checkpointer=ckpt,
-            checkpoint_every=int(cfg.train.checkpoint_every),
-            log_every=int(cfg.train.log_every),
-            eval_fn=eval_fn,
-            eval_every=int(cfg.train.eval_every),
-            writer=writer,
-            tokens_per_step=bs * exp.data.seq_len,
-        )
-    finally:
-        ckpt.close()
+    def on_eval(s: training.TrainState, results: dict[str, float]) -> None:
+        outputs.plot_losses(workdir)
+        if int(cfg.sample.num_samples) > 0:
+            sample_and_write(exp, eval_params(cfg, s), workdir, int(s.step))
+
+    state = training.train_loop(
+        state,
+        jitted,
+        batches,
+        num_steps=num_steps,
+        mesh=exp.mesh,
+        checkpointer=ckpt,
+        checkpoint_every=int(cfg.train.checkpoint_every),
+        log_every=int(cfg.train.log_every),
+        eval_fn=eval_fn,
+        eval_every=int(cfg.train.eval_every),
+        writer=writer,
+        tokens_per_step=bs * exp.data.seq_len,
+        on_eval=on_eval,
+    )
+    ckpt.close()
     results: dict[str, Any] = {"step": int(state.step), "train_seconds": time.time() - t_start}
     if bool(cfg.train.final_eval):
         ev = evaluate_nelbo(exp, eval_params(cfg, state), eval_fn=eval_step)
@@ -134,6 +182,11 @@ def train(cfg: Any, workdir: str) -> dict[str, Any]:
             exp, eval_params(cfg, state), workdir, int(state.step)
         )
     writer.close()
+    png = outputs.plot_losses(workdir)
     results["seconds"] = time.time() - t_start
     say(f"done in {training.format_duration(results['seconds'])}")
+    if jax.process_index() == 0:
+        say(outputs.describe_files(workdir, tensorboard and not writer.note, text))
+        if png:
+            say(f"loss curve: {png}")
     return results

@@ -60,15 +60,23 @@ def test_smoke_run_trains_evaluates_samples_and_writes_its_files(tmp_path, steps
         "--config=experiments/configs/smoke.py",
         f"--workdir={work}",
         f"--config.train.num_steps={steps}",
+        "--config.train.eval_every=10",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout + out.stderr
     assert f"step {steps}/{steps} | loss" in text and "steps/s" in text and "left" in text
     assert "validation bits per char:" in out.stdout
+    assert "real words: " in out.stdout and "(validation text: " in out.stdout
     records = [json.loads(line) for line in open(work / "metrics.jsonl")]
     assert records[0]["step"] == 10 and "train/loss" in records[0]
     assert any("eval/nelbo_bits_per_char" in r for r in records)
-    assert os.listdir(work / "tensorboard") or "tensorboardX is not installed" in text
+    assert [r["step"] for r in records if "eval/nelbo_bits_per_char" in r] == [10, 20]
+    assert (work / "samples_step10.txt").exists()  # samples refreshed at each evaluation
+    assert os.listdir(work / "tensorboard")  # tensorboardX is in install_requires
+    assert (work / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"files in {work}" in text and "loss curve:" in text
+    # progress from the first steps: the first (compiling) step, then early lines
+    assert "step 1/20 | loss" in text and "(compiling)" in text and "step 5/20 |" in text
     assert sorted(os.listdir(work / "checkpoints")) == ["10", "20"]
     samples = open(work / f"samples_step{steps}.txt").read()
     assert samples.count("--- sample") == 2
@@ -86,7 +94,10 @@ def test_smoke_run_trains_evaluates_samples_and_writes_its_files(tmp_path, steps
         "--config.sample.seed=7",
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert open(work / f"samples_step{steps}.txt").read().count("--- sample") == 3
+    # a new file: the samples written at the end of training stay
+    assert open(work / f"samples_step{steps}.txt").read().count("--- sample") == 2
+    new = work / f"samples_step{steps}_ancestral_seed7.txt"
+    assert new.read_text().count("--- sample") == 3 and str(new) in out.stdout
 
     out = cli(  # a sampler option from the command line
         "--config=experiments/configs/smoke.py",
@@ -280,3 +291,101 @@ def test_bad_sampler_or_option_fails_before_step_0(tmp_path, args, expected):
     assert expected in out.stderr and "Traceback" not in out.stderr
     assert "step " not in out.stdout + out.stderr
     assert not (tmp_path / "w").exists()  # nothing written, nothing trained
+
+
+# -- errors: clear, printed once, before anything is written ----------------------------------
+
+
+def _corpus(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["non_utf8", "short_corpus", "loss_name", "file_without_path", "template_char", "mode"],
+)
+def test_config_errors_are_one_clear_line_and_exit_nonzero(tmp_path, case):
+    if case == "non_utf8":
+        path = _corpus(tmp_path, "latin1.txt", "caf\u00e9 ".encode("latin-1") * 5000)
+        args = ["--config.data.name=file", f"--config.data.path={path}"]
+        expected = f"{path} is not UTF-8 text"
+    elif case == "short_corpus":
+        path = _corpus(tmp_path, "short.txt", b"to be or not to be " * 10)
+        args = ["--config.data.name=file", f"--config.data.path={path}"]
+        expected = "is too short for data.seq_len=32"
+    elif case == "loss_name":
+        args, expected = ["--config.loss.name=mased_elbo"], "unknown loss.name 'mased_elbo'; valid:"
+    elif case == "file_without_path":
+        args = ["--config.data.name=file"]
+        expected = "data.name='file' needs data.path: pass --config.data.path=PATH"
+    elif case == "template_char":
+        args = ["--config.sample.template=to be, or ___"]
+        expected = "sample.template character ',' (position 5) is not in the alphabet"
+    else:
+        args, expected = ["--config.data.mode=bytes"], "unknown data.mode 'bytes'; valid:"
+    work = tmp_path / "w"
+    out = cli("--config=experiments/configs/smoke.py", f"--workdir={work}", *args)
+    assert out.returncode != 0
+    assert expected in out.stderr, out.stderr[-2000:]
+    assert out.stderr.count("error:") == 1 and "Traceback" not in out.stderr
+    assert not work.exists()  # nothing written, nothing trained
+
+
+def test_sample_on_an_empty_workdir_is_a_clear_error_that_creates_nothing(tmp_path):
+    work = tmp_path / "empty"
+    out = cli("--config=experiments/configs/smoke.py", f"--workdir={work}", "--mode=sample")
+    assert out.returncode != 0
+    assert f"error: no checkpoint in {work / 'checkpoints'}; train first" in out.stderr
+    assert out.stderr.count("error:") == 1 and "Traceback" not in out.stderr
+    assert not work.exists()
+
+
+def test_a_missing_workdir_is_one_line():
+    out = cli("--config=experiments/configs/smoke.py")
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "error: missing --workdir=DIR (where checkpoints, metrics, plots and samples go)"
+    )
+
+
+def test_help_works_without_config_and_lists_the_config_keys():
+    out = cli("--help")
+    assert out.returncode == 0, out.stderr
+    for key in ("data.path", "data.name", "model.width", "train.num_steps", "sample.sampler"):
+        assert f"  {key} " in out.stdout
+    assert "--workdir" in out.stdout and "--mode" in out.stdout
+
+
+def test_check_config_names_the_key_in_process():
+    from experiments.checks import check_config
+    from experiments.common import ConfigError
+    from experiments.configs import smoke
+
+    check_config(smoke.get_config())
+    for key, value, expected in [
+        ("sample.sampler", "nope", "unknown sample.sampler 'nope'"),
+        ("model.dtype", "fp8", "unknown model.dtype 'fp8'"),
+        ("process.schedule", "cosin", "unknown process.schedule 'cosin'"),
+        ("train.batch_size", 0, "train.batch_size must be > 0"),
+        ("data.seq_len", 64, "data.seq_len=64 is longer than model.max_len=32"),
+        ("sample.guidance", "cfg", "sample.guidance='cfg' needs a class-conditional model"),
+    ]:
+        cfg = smoke.get_config()
+        section, name = key.split(".")
+        cfg[section][name] = value
+        with pytest.raises(ConfigError, match=expected.replace("(", r"\(")):
+            check_config(cfg)
+
+
+def test_resume_with_other_data_settings_is_a_clear_error(tmp_path):
+    work = tmp_path / "w"
+    base = ["--config=experiments/configs/smoke.py", f"--workdir={work}"]
+    quick = ["--config.train.num_steps=2", "--config.train.final_eval=False"]
+    out = cli(*base, *quick, "--config.sample.num_samples=0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = cli(*base, "--config.train.num_steps=4", "--config.train.batch_size=8")
+    assert out.returncode != 0
+    assert "error: cannot resume from" in out.stderr and "train.batch_size" in out.stderr
+    assert out.stderr.count("error:") == 1 and "Traceback" not in out.stderr

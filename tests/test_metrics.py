@@ -30,3 +30,17 @@ def test_unigram_entropy():
     tokens = np.array([[0, 0, 1, 1], [2, 2, 2, 2], [0, 1, 2, 2]])
     want = [math.log(2), 0.0, -(2 * 0.25 * math.log(0.25) + 0.5 * math.log(0.5))]
     np.testing.assert_allclose(metrics.unigram_entropy(tokens, 3), want, atol=1e-6)
+
+
+def test_word_rate_counts_every_occurrence_against_the_training_words():
+    from ddjax import metrics
+
+    expected = ["o'er", "the", "hill", "to", "day", "men"]
+    assert metrics.words("O'er the HILL, to-day: 3 men") == expected
+    train = "the king is dead; long live the king. O'er hill"
+    assert metrics.word_rate("the the king qxz", train) == 0.75
+    assert metrics.word_rate(["The King!", "o'er qq"], train) == 0.75
+    assert math.isnan(metrics.word_rate(["  ,, 12 "], train))
+    assert metrics.word_rate("live", {"live"}) == 1.0
+    # one-letter fragments of the corpus ("'t", "'s") are not words; a, i, o are
+    assert metrics.word_rate("t s a i o", "is't the king's a i o") == 0.6

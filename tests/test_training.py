@@ -180,3 +180,101 @@ def test_smoke_training_lowers_the_loss_and_eval_beats_uniform():
     ev = run.evaluate_nelbo(exp, state.params, max_batches=2)
     bpc = ev["nelbo_bits_per_char"]
     assert np.isfinite(bpc) and bpc < math.log2(27)
+
+
+# -- the loop's files and messages --------------------------------------------------------
+
+
+def test_metric_writer_drops_records_of_steps_after_a_resume(tmp_path):
+    import json
+
+    w = training.MetricWriter(str(tmp_path), tensorboard=False)
+    for step in (10, 20, 30):
+        w.write(step, {"loss": float(step)}, "train/")
+    w.close()
+    # the run resumes from its checkpoint at step 20: step 30 will be run again
+    w = training.MetricWriter(str(tmp_path), tensorboard=False, start_step=20)
+    w.write(30, {"loss": 3.0}, "train/")
+    w.close()
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in records] == [10, 20, 30]
+    assert records[-1]["train/loss"] == 3.0
+
+
+def test_the_nonfinite_message_names_what_was_not_finite():
+    from ddjax.training.loop import _check_finite
+
+    _check_finite({"step": 0, "loss": 1.0, "grad_norm": 2.0, "finite": 1.0})
+    with pytest.raises(training.NonFiniteError) as e:
+        _check_finite({"step": 6, "loss": 3.5e30, "grad_norm": math.inf, "finite": 0.0})
+    msg = str(e.value)
+    assert msg.startswith("non-finite gradient norm at step 7 (grad_norm=inf")
+    assert "3.5e+30 is finite" in msg and "non-finite loss" not in msg
+    with pytest.raises(training.NonFiniteError, match="non-finite loss at step 3 "):
+        _check_finite({"step": 2, "loss": math.nan, "grad_norm": math.nan, "finite": 0.0})
+
+
+def _two_checkpoints(directory):
+    params = {"w": jnp.ones((3, 2))}
+    tx = optax.sgd(0.1)
+    state = training.init_train_state(params, tx, 0)
+    ckpt = training.Checkpointer(str(directory), async_save=False)
+    for step in (1, 2):
+        ckpt.save(state.replace(step=jnp.int32(step)), {"pos": step})
+    ckpt.close()
+    return state
+
+
+def test_a_missing_metadata_file_is_named_and_all_unreadable_is_reported(tmp_path):
+    import os
+    import warnings
+
+    state = _two_checkpoints(tmp_path)
+    os.remove(tmp_path / "2" / "state" / "_METADATA")
+    ckpt = training.Checkpointer(str(tmp_path))
+    with pytest.warns(RuntimeWarning, match=r"checkpoint 2 is incomplete: .*_METADATA is missing"):
+        restored = ckpt.restore_latest(state)
+    assert restored[2] == 1 and ckpt.unreadable == [2]
+    ckpt.close()
+    os.remove(tmp_path / "1" / "state" / "_METADATA")
+    ckpt = training.Checkpointer(str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert ckpt.restore_latest(state) is None
+    assert ckpt.unreadable == [1]
+    ckpt.close()
+    with pytest.raises(FileNotFoundError, match="no checkpoint folder"):
+        training.Checkpointer(str(tmp_path / "absent"), create=False)
+    assert not (tmp_path / "absent").exists()
+
+
+def test_train_job_reports_unreadable_checkpoints_and_rewrites_stale_metrics(tmp_path, capsys):
+    import json
+    import os
+    import warnings
+
+    from experiments import outputs
+    from experiments.configs import smoke
+    from experiments.train import train
+
+    work = tmp_path / "w"
+    bad = work / "checkpoints" / "30"
+    bad.mkdir(parents=True)
+    (bad / "junk").write_text("not a checkpoint")
+    with open(work / "metrics.jsonl", "w") as f:  # left by an earlier run that went further
+        f.write(json.dumps({"step": 30, "train/loss": 9.0}) + "\n")
+    cfg = smoke.get_config()
+    cfg.train.update(num_steps=4, log_every=2, checkpoint_every=0, async_checkpoint=False)
+    cfg.eval.update(max_batches=1)
+    cfg.sample.num_samples = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        train(cfg, str(work))
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "every checkpoint in" in text and "unreadable (steps 30" in text
+    assert "starting from step 0" in text
+    assert "step 1/4 | loss" in text and "(compiling)" in text
+    steps = [json.loads(line)["step"] for line in open(work / "metrics.jsonl")]
+    assert 30 not in steps and steps[:2] == [2, 4]
+    assert os.path.exists(work / outputs.LOSS_PNG)

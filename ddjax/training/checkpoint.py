@@ -141,13 +141,23 @@ class Checkpointer:
         happens before :meth:`save` returns, so the state may be changed after).
     """
 
-    def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True):
+    def __init__(
+        self,
+        directory: str,
+        *,
+        max_to_keep: int = 3,
+        async_save: bool = True,
+        create: bool = True,
+    ):
         self.directory = os.path.abspath(directory)
+        if not create and not os.path.isdir(self.directory):
+            raise FileNotFoundError(f"no checkpoint folder {self.directory}")
+        self.unreadable: list[int] = []  # steps that restore_latest had to move aside
         self._options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,
-            create=True,
+            create=create,
         )
         self._mngr = self._open()
 
@@ -183,12 +193,22 @@ class Checkpointer:
         self._mngr.wait_until_finished()
 
     def close(self) -> None:
-        """Waits for pending saves and releases the manager."""
+        """Waits for pending saves and releases the manager (a second call does nothing)."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         self._mngr.wait_until_finished()
         self._mngr.close()
 
     def restore(self, step: int, template: TrainState) -> tuple[TrainState, dict[str, Any]]:
-        """Restores ``step`` into the structure, dtypes and shardings of ``template``."""
+        """Restores ``step`` into the structure, dtypes and shardings of ``template``.
+
+        Raises FileNotFoundError naming the file when the step's ``state/_METADATA``
+        (Orbax's record of the saved tree) is missing.
+        """
+        meta = os.path.join(self.directory, str(step), "state", "_METADATA")
+        if not os.path.isfile(meta):
+            raise FileNotFoundError(f"checkpoint {step} is incomplete: {meta} is missing")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template.to_dict())
         out = self._mngr.restore(
             step,
@@ -206,8 +226,11 @@ class Checkpointer:
     def restore_latest(self, template: TrainState) -> tuple[TrainState, dict[str, Any], int] | None:
         """The newest readable checkpoint as (state, data position, step), or None.
 
-        Unreadable steps are moved to ``corrupt-<step>-<time>`` with a warning.
+        Unreadable steps are moved to ``corrupt-<step>-<time>`` with a warning and listed
+        in :attr:`unreadable`; None with a non-empty ``unreadable`` means that every saved
+        step was unreadable (the caller should say so rather than start from scratch).
         """
+        self.unreadable = []
         for step in sorted(self._mngr.all_steps(), reverse=True):
             try:
                 with _without_closed_loop_tracebacks():
@@ -219,6 +242,7 @@ class Checkpointer:
                     f"({type(e).__name__}: {str(e)[:300]}); falling back to the previous one"
                 )
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)
+                self.unreadable.append(step)
                 self._quarantine(step)
         return None
 

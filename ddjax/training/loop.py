@@ -55,26 +55,37 @@ def format_duration(seconds: float) -> str:
 class MetricWriter:
     """Appends metrics to ``WORKDIR/metrics.jsonl`` and TensorBoard event files.
 
-    TensorBoard files are written with ``tensorboardX`` when it is installed
-    (``pip install tensorboardX``); otherwise only the JSON lines are written and a
-    note says so once. Only process 0 writes.
+    TensorBoard files (``WORKDIR/tensorboard``) are written with ``tensorboardX`` (in
+    ddjax's install_requires); without it only the JSON lines are written and
+    :attr:`note` says so. Only process 0 writes.
+
+    ``start_step``: the step a run starts (or resumes) from. Records of later steps,
+    left by a run that went on past its last checkpoint, are dropped from
+    metrics.jsonl (and purged from TensorBoard), so re-run steps are not duplicated.
     """
 
-    def __init__(self, workdir: str, *, tensorboard: bool = True):
+    def __init__(self, workdir: str, *, tensorboard: bool = True, start_step: int | None = None):
         self.enabled = jax.process_index() == 0
         self._tb = None
         self.note = ""
+        self.path = os.path.join(workdir, "metrics.jsonl")
         if not self.enabled:
             return
         os.makedirs(workdir, exist_ok=True)
-        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+        if start_step is not None and os.path.exists(self.path):
+            _drop_records_after(self.path, int(start_step))
+        self._jsonl = open(self.path, "a")  # noqa: SIM115
         if tensorboard:
             try:
                 from tensorboardX import SummaryWriter  # type: ignore[import-not-found]
 
-                self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+                kwargs = {} if start_step is None else {"purge_step": int(start_step) + 1}
+                self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), **kwargs)
             except ImportError:
-                self.note = "tensorboardX is not installed: writing metrics.jsonl only"
+                self.note = (
+                    "tensorboardX is not installed (pip install tensorboardX): writing "
+                    "metrics.jsonl only"
+                )
 
     def write(self, step: int, metrics: dict[str, float], prefix: str = "") -> None:
         """One record: ``{"step": step, prefix + name: value, ...}``."""
@@ -97,19 +108,47 @@ class MetricWriter:
             self._tb.close()
 
 
+def _drop_records_after(path: str, step: int) -> None:
+    """Rewrites the JSON-lines file ``path`` without the records of steps > ``step``."""
+    with open(path) as f:
+        lines = f.readlines()
+    keep = []
+    for line in lines:
+        try:
+            if int(json.loads(line).get("step", 0)) <= step:
+                keep.append(line)
+        except (ValueError, AttributeError):
+            continue  # a torn last line of a killed run
+    if len(keep) != len(lines):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(keep)
+        os.replace(tmp, path)
+
+
 def _host_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     host = jax.device_get(metrics)
     return {k: float(np.asarray(v)) for k, v in host.items()}
 
 
 def _check_finite(m: dict[str, float]) -> None:
-    if m.get("finite", 1.0) != 1.0 or not math.isfinite(m["loss"]):
-        step = int(m["step"]) + 1
-        raise NonFiniteError(
-            f"non-finite loss at step {step} (loss={m['loss']}, grad_norm={m.get('grad_norm')}); "
-            "stopping. No checkpoint of this state was written; lower optim.lr or raise "
-            "optim.warmup_steps and restart (the run resumes from the last checkpoint)"
-        )
+    loss, gnorm = m["loss"], m.get("grad_norm", 0.0)
+    if m.get("finite", 1.0) == 1.0 and math.isfinite(loss):
+        return
+    step = int(m["step"]) + 1
+    if math.isfinite(loss):
+        what = f"non-finite gradient norm at step {step} (grad_norm={gnorm}; the loss {loss:.4g}"
+        what += " is finite)"
+    else:
+        what = f"non-finite loss at step {step} (loss={loss}, grad_norm={gnorm})"
+    raise NonFiniteError(
+        f"{what}; stopping. No checkpoint of this state was written; lower optim.lr or "
+        "raise optim.warmup_steps and restart (the run resumes from the last checkpoint)"
+    )
+
+
+# Progress lines before the first ``log_every`` boundary, so a run shows life at once.
+EARLY_STEPS = (1, 2, 5, 10, 20, 50)
 
 
 def train_loop(
@@ -127,6 +166,7 @@ def train_loop(
     writer: MetricWriter | None = None,
     tokens_per_step: int = 0,
     print_fn: Callable[[str], None] | None = None,
+    on_eval: Callable[[TrainState, dict[str, float]], None] | None = None,
 ) -> TrainState:
     """Runs ``train_step`` from ``state.step`` to ``num_steps``; returns the final state.
 
@@ -136,13 +176,24 @@ def train_loop(
     Every ``checkpoint_every`` steps and at the end the state and ``batches``' position
     are saved (after checking that the loss up to that step was finite). A non-finite
     loss raises :class:`NonFiniteError` naming the step. A progress line (step, loss,
-    steps/s, tokens/s, time left) is printed every ``log_every`` steps.
+    steps/s, tokens/s, time left) is printed every ``log_every`` steps, and from the
+    start: after the first step (with its time, mostly compilation) and after steps
+    2, 5, 10, 20 and 50 when they come before the first ``log_every`` boundary.
+    ``on_eval(state, results)`` runs after each evaluation's results are written.
     """
-    say = print_fn or (lambda s: print(s, file=sys.stderr, flush=True))
+
+    def say(line: str) -> None:  # process 0 only, unless print_fn says otherwise
+        if print_fn is not None:
+            print_fn(line)
+        elif jax.process_index() == 0:
+            print(line, file=sys.stderr, flush=True)
+
     start = int(state.step)
     pending: dict[str, Any] | None = None
     window: list[dict[str, float]] = []
     t_window, s_window = time.time(), start
+    t_loop, first_step_s = t_window, float("nan")
+    first_boundary = (start // max(log_every, 1) + 1) * max(log_every, 1)
     rate = float("nan")
 
     def drain() -> None:
@@ -163,7 +214,24 @@ def train_loop(
         if n == start + 1:  # time from the end of the first (compiling) step
             drain()
             t_window, s_window = time.time(), n
-        if n % max(log_every, 1) == 0 or n == num_steps:
+            first_step_s = t_window - t_loop
+        boundary = n % max(log_every, 1) == 0 or n == num_steps
+        if not boundary and n - start in EARLY_STEPS and n < first_boundary:
+            drain()
+            last = window[-1]
+            if n == start + 1:
+                speed = f"first step {first_step_s:.1f}s (compiling)"
+            else:
+                r = (n - s_window) / max(time.time() - t_window, 1e-9)
+                speed = f"{r:.2f} steps/s"
+                if tokens_per_step:
+                    speed += f" | {r * tokens_per_step / 1e3:.1f}k tok/s"
+                speed += f" | left {format_duration((num_steps - n) / r)}"
+            say(
+                f"step {n}/{num_steps} | loss {last['loss']:.4f} "
+                f"({last['bits_per_token']:.3f} bits/token) | {speed}"
+            )
+        if boundary:
             drain()
             now = time.time()
             if n > s_window:
@@ -199,6 +267,8 @@ def train_loop(
             if writer is not None:
                 writer.write(n, results, "eval/")
             say(f"step {n}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+            if on_eval is not None:
+                on_eval(state, results)
     drain()
     if checkpointer is not None:
         checkpointer.wait()
