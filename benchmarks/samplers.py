@@ -309,7 +309,8 @@ def _bench(args: argparse.Namespace) -> None:
     )
     print(
         "own work: the same sampler with the network replaced by a fixed array of "
-        "log-probs; own / net is what the sampler adds, measured directly."
+        "log-probs; own / net is what the sampler adds, measured directly (an upper bound: "
+        "the stand-in writes its [B, L, K] array once per call)."
     )
     print("first_hitting's 'steps' column is the calls it was given (tokens_per_call = L/steps).")
 

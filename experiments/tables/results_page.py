@@ -95,14 +95,14 @@ BENCHMARKS = [
     ),
     (
         "samplers_28",
-        "Sampler overhead, K = 28 data tokens",
+        "Sampler overhead, K = 28 data tokens (previous benchmark version)",
         "python benchmarks/samplers.py --vocab 28 --steps 16,64 "
         "--record docs/benchmarks/samplers_28.md",
-        "A 4-layer, width-256 DiT at L = 256, B = 16 (random weights), masking (28 data "
-        "tokens + the mask). ratio = sampler / net loop: the sampler's wall time against a "
-        "lax.scan of the same number of bare network calls, timed alternately in the same "
-        "run; target <= 1.05. 'own work' is the same sampler with the network replaced by a "
-        "fixed array of log-probabilities: what the sampler adds, measured directly.",
+        "Recorded at commit 4f36d5b, before the redesign, with the previous version of the "
+        "script: ratio = wall / (network calls x one standalone jitted forward), which reads "
+        "low because the same forward runs faster inside the compiled loop; '(network only)' "
+        "is a lax.scan of bare forward calls. Not rerun this session (the K = 50258 rows below "
+        "use the current script: sampler / net loop, and the sampler's own work).",
     ),
     (
         "samplers_50258",
@@ -113,7 +113,12 @@ BENCHMARKS = [
         "The same model with 50258 data tokens (+ the mask: 50259 states); one forward pass is "
         "seconds on a 2-core CPU, so 16 steps per sampler. Target <= 1.5. Under masking every "
         "sampler draws factorised: a Bernoulli per masked position and a token only at the "
-        "decoded ones (the CTMC steps too, since issue 10).",
+        "decoded ones (the CTMC steps too, since issue 10). 'own work' includes one pass that "
+        "writes the stand-in's fixed [B, L, K] array each call (824 MB here), so it is an upper "
+        "bound on what the sampler adds. The previous version of this table divided by a "
+        "standalone forward, and its '(network only)' loop read the output with an argmax, a "
+        "variadic reduce that costs about as much as the network at this K on the CPU: both "
+        "made the ratios read low (ancestral 0.95 then, 1.09 against the net loop now).",
     ),
     (
         "train_gpu",
