@@ -255,6 +255,19 @@ def _build_dit(
     return model
 
 
+def _dit_model_config(model: DiT, base: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``model`` block of a SEDD / Duo config.json for ``model`` (over ``base``'s)."""
+    return {
+        **dict(_get(base, "model", default={})),
+        "hidden_size": model.embed.embedding.get_value().shape[1],
+        "cond_dim": model.time_embed.fc1.kernel.get_value().shape[1],
+        "length": model.max_len,
+        "n_blocks": len(model.blocks),
+        "n_heads": model.num_heads,
+        "dropout": _get(base, "model.dropout", default=0.1),
+    }
+
+
 def _dit_state(model: DiT, num_layers: int, prefix: str = "") -> dict[str, np.ndarray]:
     state = extract(model, _dit_entries(num_layers))
     head_dim = model.embed.embedding.get_value().shape[1] // model.num_heads
@@ -555,22 +568,12 @@ def save_sedd(
     absorb = graph == "absorb"
     noise = dict(noise or _get(base, "noise", default={"type": "loglinear"}))
     n = len(model.blocks)
-    width = model.embed.embedding.get_value().shape[1]
     config = {k: v for k, v in base.items() if k not in ("graph", "noise", "model", "tokens")}
     config.update(
         tokens=model.vocab_size - int(absorb),
         graph={**dict(_get(base, "graph", default={})), "type": graph},
         noise=noise,
-        model={
-            **dict(_get(base, "model", default={})),
-            "hidden_size": width,
-            "cond_dim": model.time_embed.fc1.kernel.get_value().shape[1],
-            "length": model.max_len,
-            "n_blocks": n,
-            "n_heads": model.num_heads,
-            "scale_by_sigma": model.scale_by_sigma,
-            "dropout": _get(base, "model.dropout", default=0.1),
-        },
+        model={**_dit_model_config(model, base), "scale_by_sigma": model.scale_by_sigma},
     )
     return write_checkpoint(path, _dit_state(model, n), config)
 
@@ -633,20 +636,11 @@ def save_duo(model: DiT | Pretrained, path: str | pathlib.Path) -> pathlib.Path:
         model = model.model
     _check_reference_dit(model, "duo")
     n = len(model.blocks)
-    width = model.embed.embedding.get_value().shape[1]
     config = {k: v for k, v in base.items() if k not in ("model", "vocab_size")}
     config.setdefault("algo", {"causal_attention": False})
     config.update(
         vocab_size=model.out_size,
-        model={
-            **dict(_get(base, "model", default={})),
-            "hidden_size": width,
-            "cond_dim": model.time_embed.fc1.kernel.get_value().shape[1],
-            "length": model.max_len,
-            "n_blocks": n,
-            "n_heads": model.num_heads,
-            "dropout": _get(base, "model.dropout", default=0.1),
-        },
+        model=_dit_model_config(model, base),
     )
     return write_checkpoint(path, _dit_state(model, n), config)
 
