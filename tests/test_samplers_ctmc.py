@@ -251,6 +251,24 @@ def test_dfm_exact_jump_is_ancestral_for_masking() -> None:
 
 
 @pytest.mark.parametrize("process_name", sorted(PROCESSES))
+def test_dfm_exact_jump_onto_zero_is_the_data_law(process_name: str) -> None:
+    """With the corrector, the exact jump onto s = 0 moves every position to a draw from
+    p (masked or uniform-noised) or keeps an unmasked token: no mass to the source."""
+    process = PROCESSES[process_name]
+    x, log_probs, t, _ = _random_inputs(process, jax.random.PRNGKey(8))
+    p = np.asarray(jnp.exp(log_probs), np.float64)
+    got = dd.samplers.flow.dfm_probs(
+        process, jnp.exp(log_probs), x, t, jnp.zeros_like(t), "exact", 0.4
+    )
+    want = np.zeros(got.shape)
+    want[..., :K] = p
+    if process.mask_id is not None:
+        clean = np.asarray(x) != process.mask_id
+        want[clean] = np.eye(process.num_states)[np.asarray(x)[clean]]
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("process_name", sorted(PROCESSES))
 def test_dfm_jump_modes_and_corrector_converge(process_name: str) -> None:
     """Gat et al.'s Euler jump, the exponential one and the corrector (remasking /
     renoising towards the source) all keep the right limit."""

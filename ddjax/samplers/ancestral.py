@@ -71,9 +71,16 @@ class Ancestral(driver.PositionLaw):
         )
 
     def law(self, ctx: driver.Context, x: Array, t: Array, s: Array) -> Array:
+        return self._posterior(ctx, x, None if self._own_posterior(ctx) else ctx.base(x, t), t, s)
+
+    def _posterior(
+        self, ctx: driver.Context, x: Array, log_probs: Array | None, t: Array, s: Array
+    ) -> Array:
+        """q(x_s | x_t, p) float32[B, L, N] from the checked output before the row transforms."""
         if self._own_posterior(ctx):
             return ctx.raw.posterior_probs(ctx.process, x, s, t)
-        return ctx.process.posterior_probs(x, ctx.x0_probs(x, t), s, t, plugin=self.plugin)
+        x0 = jnp.exp(ctx.rows(log_probs))
+        return ctx.process.posterior_probs(x, x0, s, t, plugin=self.plugin)
 
     def transition_matrix(
         self, ctx: driver.Context, states: Array, t: Array, s: Array, last: bool = False
@@ -91,22 +98,13 @@ class Ancestral(driver.PositionLaw):
         last: bool,
     ) -> Array:  # fmt: skip
         """One step given the checked denoiser output ``log_probs`` (before row transforms)."""
-        argmax = last and ctx.argmax
         if self._fast(ctx):
-            unmask = ctx.process.unmask_probability(s, t)
-            if last:  # decode every remaining mask (alpha(0) may fall short of 1)
-                unmask = jnp.ones_like(unmask)
-            capacity = masking.step_capacity(ctx, self.draw_capacity)
-            return masking.masking_update(
-                key, x, log_probs, unmask, ctx.process.mask_id, capacity=capacity,
-                argmax=argmax, transform=ctx.rows, bits=self.gumbel_bits,
-            )[0]  # fmt: skip
-        if self._own_posterior(ctx):
-            probs = ctx.raw.posterior_probs(ctx.process, x, s, t)
-        else:
-            x0 = jnp.exp(ctx.rows(log_probs))
-            probs = ctx.process.posterior_probs(x, x0, s, t, plugin=self.plugin)
-        return draw_from_probs(key, probs, argmax, self.gumbel_bits)
+            return masking.posterior_update(
+                key, ctx, x, log_probs, t, s, last=last, capacity=self.draw_capacity,
+                bits=self.gumbel_bits,
+            )  # fmt: skip
+        probs = self._posterior(ctx, x, log_probs, t, s)
+        return draw_from_probs(key, probs, last and ctx.argmax, self.gumbel_bits)
 
     def step(
         self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool

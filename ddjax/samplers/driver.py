@@ -138,7 +138,6 @@ class Step:
     needs: ClassVar[tuple[str, ...]] = ("continuous_time",)
     calls_doc: ClassVar[str] = "1 per step"
     steps_optional: ClassVar[bool] = False
-    per_position_law: ClassVar[bool] = False
 
     def validate(self, process: Any, shape: tuple[int, int], steps: int | None) -> None:
         """Checks of the step's own options (eager; traced values pass)."""
@@ -172,8 +171,6 @@ class PositionLaw(Step):
     The last step draws from the posterior mixture at s = 0 (``ctx.final_probs``), so no
     mask is left.
     """
-
-    per_position_law: ClassVar[bool] = True
 
     def law(self, ctx: Context, x: Array, t: Array, s: Array) -> Array:
         """The per-position law of one step, float32[B, L, N]."""

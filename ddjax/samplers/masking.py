@@ -32,6 +32,7 @@ __all__ = [
     "capacity_for",
     "has_fast_path",
     "step_capacity",
+    "posterior_update",
 ]
 
 
@@ -165,3 +166,30 @@ def masking_update(
             remask = remask & free
         x_new = jnp.where(remask, mask_id, x_new)
     return x_new, decode, token_lp
+
+
+def posterior_update(
+    key: Array,
+    ctx: driver.Context,
+    x: Array,
+    log_probs: Array,
+    t: Array,
+    s: Array,
+    *,
+    last: bool = False,
+    capacity: int | None = None,
+    bits: int | str = 32,
+) -> Array:
+    """A draw from the masking posterior q(x_s | x_t, p) in factorised form: int32[B, L].
+
+    ``log_probs`` is the checked denoiser output before ``ctx.rows`` (applied to the
+    decoded rows only). The last step decodes every remaining mask.
+    """
+    unmask = ctx.process.unmask_probability(s, t)
+    if last:  # alpha(0) may fall short of 1
+        unmask = jnp.ones_like(unmask)
+    return masking_update(
+        key, x, log_probs, unmask, ctx.process.mask_id,
+        capacity=step_capacity(ctx, capacity), argmax=last and ctx.argmax,
+        transform=ctx.rows, bits=bits,
+    )[0]  # fmt: skip

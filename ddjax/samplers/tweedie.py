@@ -48,11 +48,7 @@ class Tweedie(driver.PositionLaw):
     def draw(self, key: Array, ctx: driver.Context, x: Array, t: Array, s: Array) -> Array:
         if not masking.has_fast_path(ctx.process):
             return super().draw(key, ctx, x, t, s)
-        unmask = ctx.process.unmask_probability(s, t)
-        return masking.masking_update(
-            key, x, ctx.base(x, t), unmask, ctx.process.mask_id,
-            capacity=masking.step_capacity(ctx), transform=ctx.rows,
-        )[0]  # fmt: skip
+        return masking.posterior_update(key, ctx, x, ctx.base(x, t), t, s)
 
 
 tweedie = driver.public(Tweedie)

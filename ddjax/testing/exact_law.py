@@ -33,7 +33,9 @@ __all__ = ["ExactLaw", "NAMES", "all_states", "tabulated", "step_matrix"]
 _fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 # Samplers with an exact law here (those whose step is one law per position).
-NAMES: tuple[str, ...] = tuple(n for n, c in STEP_CLASSES.items() if c.per_position_law)
+NAMES: tuple[str, ...] = tuple(
+    n for n, c in STEP_CLASSES.items() if issubclass(c, driver.PositionLaw)
+)
 
 
 def all_states(num_states: int, length: int) -> jax.Array:
