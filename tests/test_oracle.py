@@ -201,3 +201,19 @@ def test_schedule_does_not_change_masking_denoiser(log_p):
     a = target.denoiser(processes.Masking(K, schedules.LogLinear()))(x_t, jnp.array([0.2, 0.3]))
     b = target.denoiser(processes.Masking(K, schedules.Cosine()))(x_t, jnp.array([0.9, 0.6]))
     np.testing.assert_allclose(np.exp(a), np.exp(b), atol=1e-5)
+
+
+def test_tilted_law_is_the_reweighted_target():
+    target = testing.random_target(jax.random.key(3), 3, 3)
+    seqs = np.asarray(target.sequences)
+    reward = seqs.sum(-1).astype(np.float64)  # r(x) = sum of tokens
+    tilted = target.tilted(lambda x: np.asarray(x).sum(-1), alpha=0.5)
+    want = target.probs * np.exp(reward / 0.5)
+    np.testing.assert_allclose(tilted.probs, want / want.sum(), rtol=1e-6)
+    # -inf removes sequences: the posterior given "first token is 0"
+    post = target.tilted(np.where(seqs[:, 0] == 0, 0.0, -np.inf))
+    np.testing.assert_allclose(post.probs, target.conditional([0, -1, -1]), atol=1e-7)
+    with pytest.raises(ValueError, match="one value per sequence"):
+        target.tilted(np.zeros(5))
+    with pytest.raises(ValueError, match="mass 0"):
+        target.tilted(np.full(27, -np.inf))

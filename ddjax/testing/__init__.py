@@ -177,6 +177,32 @@ class ExactTarget:
 
         return fn
 
+    def tilted(
+        self, log_weight: Callable[[Array], ArrayLike] | ArrayLike, alpha: float = 1.0
+    ) -> ExactTarget:
+        """The tilted law p(x) exp(w(x) / alpha) / Z as a new target.
+
+        With w = a reward r it is the target of reward steering (SMC, SVDD); with w = a
+        log-likelihood log p(y | x) it is the posterior p(x | y).
+
+        Args:
+          log_weight: ``w(x int32[S, L]) -> float[S]`` or the values float[K**L] in
+            :attr:`sequences` order; -inf removes a sequence.
+          alpha: temperature > 0.
+        """
+        check(alpha > 0, f"alpha must be > 0, got {alpha}")
+        w = log_weight(self.sequences) if callable(log_weight) else log_weight
+        w = np.asarray(w, np.float64).reshape(-1)
+        check(
+            w.shape == (self.num_sequences,),
+            f"log_weight must give one value per sequence ({self.num_sequences}), got {w.shape}",
+        )
+        check(not np.any(np.isnan(w) | (w == np.inf)), "log_weight has NaN or +inf values")
+        with np.errstate(divide="ignore"):
+            log_p = np.log(self.probs) + w / alpha
+        check(np.any(np.isfinite(log_p)), "the tilted law has total mass 0")
+        return ExactTarget(log_p.reshape([self.vocab_size] * self.length))
+
     def conditional(self, fixed: ArrayLike) -> np.ndarray:
         """p(x | x_i = fixed_i where fixed_i >= 0) over all sequences: float64[K**L]."""
         fixed = np.asarray(fixed)
