@@ -5,6 +5,8 @@
 - :class:`CausalTransformer`: the same backbone with a causal mask, the autoregressive
   baseline and generative-perplexity evaluator (:func:`ar_log_likelihood`).
 - :class:`UNet`: a small U-Net for 2-D pixel grids.
+- :func:`block_denoiser`: a DiT as the block denoiser of
+  :func:`ddjax.samplers.block_diffusion`, with or without the exact KV cache.
 - :func:`build`: a model from an ``ml_collections`` config.
 - :func:`split` / :func:`apply`: the functional form used inside ``jax.jit``
   (graphdef + params pytree in, arrays out; much cheaper per call than ``nnx.jit``).
@@ -22,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ddjax.models.blocks import DiTBlockDenoiser, block_denoiser
 from ddjax.models.transformer import CausalTransformer, DiT, ar_log_likelihood
 from ddjax.models.unet import UNet
 
@@ -30,6 +33,8 @@ __all__ = [
     "CausalTransformer",
     "UNet",
     "ar_log_likelihood",
+    "block_denoiser",
+    "DiTBlockDenoiser",
     "build",
     "init",
     "split",

@@ -96,18 +96,35 @@ class _Attention(nnx.Module):
         cos: Array | None,
         sin: Array | None,
         mask: Array | None = None,
-        cache: tuple[Array, Array, Array] | None = None,
+        cache: tuple | None = None,
     ) -> Array | tuple[Array, tuple[Array, Array]]:
+        """``cache``: (keys, values, offset) writes this call's keys / values at offset;
+        (keys, values, offset, False) only reads the buffer (see DiT.cached_block)."""
         b, l, d = h.shape
         qkv = self.qkv(h).reshape(b, l, 3, self.num_heads, d // self.num_heads)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if cos is not None:
             q = apply_rotary(q, cos, sin, interleaved=self.rotary_interleaved)
             k = apply_rotary(k, cos, sin, interleaved=self.rotary_interleaved)
+        if cache is not None and len(cache) == 4 and not cache[3]:
+            # read-only KV cache: attend to the cached positions before ``offset`` and to
+            # this block itself, without writing the buffer (no copy of it per call)
+            k_buf, v_buf, offset, _ = cache
+            scale = 1.0 / jnp.sqrt(jnp.asarray(q.shape[-1], jnp.float32)).astype(q.dtype)
+            s_buf = jnp.einsum("bqhd,bkhd->bhqk", q, k_buf.astype(q.dtype)) * scale
+            s_own = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale
+            seen = (jnp.arange(k_buf.shape[1]) < offset)[None, None, None, :]
+            s_buf = jnp.where(seen, s_buf.astype(jnp.float32), -jnp.inf)
+            p = jax.nn.softmax(jnp.concatenate([s_buf, s_own.astype(jnp.float32)], -1), -1)
+            p = p.astype(q.dtype)
+            m = k_buf.shape[1]
+            o = jnp.einsum("bhqk,bkhd->bqhd", p[..., :m], v_buf.astype(q.dtype))
+            o = o + jnp.einsum("bhqk,bkhd->bqhd", p[..., m:], v)
+            return self.out(o.reshape(b, l, d)), (k_buf, v_buf)
         if cache is not None:
             # exact KV cache: write this block's keys / values at ``offset`` and attend to
             # every cached position before the block's end (static shapes)
-            k_buf, v_buf, offset = cache
+            k_buf, v_buf, offset = cache[:3]
             start = (0, offset, 0, 0)
             k_buf = jax.lax.dynamic_update_slice(k_buf, k.astype(k_buf.dtype), start)
             v_buf = jax.lax.dynamic_update_slice(v_buf, v.astype(v_buf.dtype), start)
@@ -183,7 +200,7 @@ class _Block(nnx.Module):
         sin: Array | None,
         key: Array | None,
         mask: Array | None = None,
-        cache: tuple[Array, Array, Array] | None = None,
+        cache: tuple | None = None,
     ) -> Array | tuple[Array, tuple[Array, Array]]:
         if self.modulation is None:
             shift1 = scale1 = shift2 = scale2 = 0.0
@@ -534,11 +551,15 @@ class DiT(nnx.Module):
         cache: list[tuple[Array, Array]],
         offset: ArrayLike,
         labels: ArrayLike | None = None,
+        *,
+        write: bool = True,
     ) -> tuple[Array, list[tuple[Array, Array]]]:
         """Logits of one block at positions ``offset .. offset + n`` from a KV cache.
 
         The block attends to itself and to the cached keys / values before ``offset``; its
-        own keys / values are written into the cache at ``offset`` (the returned cache).
+        own keys / values are written into the cache at ``offset`` (the returned cache);
+        with ``write=False`` the cache is only read (and returned unchanged): the cheap
+        form for the calls on a noisy block, whose keys are not kept.
         Advance ``offset`` by the block's length once the block is final, so that later
         blocks see it; calling again at the same offset overwrites the slot (as the
         noisy block is overwritten while it is being sampled). With the clean prefix in
@@ -566,9 +587,56 @@ class DiT(nnx.Module):
         sin = jax.lax.dynamic_slice_in_dim(sin, offset, n)
         new_cache = []
         for block, (k_buf, v_buf) in zip(self.blocks, cache, strict=True):
-            h, kv = block(h, c, cos, sin, None, None, (k_buf, v_buf, offset))
+            h, kv = block(h, c, cos, sin, None, None, (k_buf, v_buf, offset, write))
             new_cache.append(kv)
         return self._head(h, c, x_block, t, False), new_cache
+
+    def cached_step(
+        self,
+        token: ArrayLike,
+        cache: list[tuple[Array, Array]],
+        position: ArrayLike,
+        labels: ArrayLike | None = None,
+    ) -> tuple[Array, list[tuple[Array, Array]]]:
+        """One position of a causal model from a KV cache (autoregressive decoding).
+
+        The input at ``position`` is written into the cache and attends to every cached
+        position up to it, so stepping ``position`` = 0, 1, ... gives the rows of
+        ``__call__`` on the whole sequence (causal), one at a time, static shapes.
+
+        Args:
+          token: int32[B], the input token of ``position``: x[position - 1] for a
+            BOS-shifted model (ignored at position 0, where the BOS vector enters),
+            x[position] without the BOS shift.
+          cache: from :meth:`init_cache` or a previous call.
+          position: int32 scalar (may be traced), < max_len.
+
+        Returns:
+          (float32[B, out_size] logits at ``position``: the law of token ``position``
+          with the BOS shift, of token ``position + 1`` without, the updated cache).
+        """
+        if not self.causal:
+            raise ValueError("cached_step is for causal models (causal=True); see cached_block")
+        token = jnp.asarray(token, jnp.int32).reshape(-1, 1)
+        b = token.shape[0]
+        c = self._conditioning(b, None, labels)
+        position = jnp.asarray(position, jnp.int32)
+        h = self.embed(token).astype(jnp.float32)
+        if self.bos is not None:
+            bos = jnp.broadcast_to(self.bos[...].astype(jnp.float32), h.shape)
+            h = jnp.where(position == 0, bos, h)
+        if self.pos_embed is not None:
+            h = h + jax.lax.dynamic_slice_in_dim(self.pos_embed[...], position, 1)[None]
+            cos = sin = None
+        else:
+            cos, sin = rotary_embedding(self.max_len, h.shape[-1] // self.num_heads)
+            cos = jax.lax.dynamic_slice_in_dim(cos, position, 1)
+            sin = jax.lax.dynamic_slice_in_dim(sin, position, 1)
+        new_cache = []
+        for block, (k_buf, v_buf) in zip(self.blocks, cache, strict=True):
+            h, kv = block(h, c, cos, sin, None, None, (k_buf, v_buf, position))
+            new_cache.append(kv)
+        return self._head(h, c, token, None, False)[:, 0], new_cache
 
 
 def _block_causal_mask(length: int, block_size: int) -> Array:

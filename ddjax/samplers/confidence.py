@@ -1,4 +1,5 @@
-"""MaskGIT confidence decoding (Chang et al. 2022), masking processes only."""
+"""MaskGIT confidence decoding (Chang et al. 2022) and Fast-dLLM's threshold mode (Wu et
+al. 2025), masking processes only."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from ddjax._struct import check
 from ddjax.arrays import take_last
 from ddjax.random import draw_tokens, gumbel
 from ddjax.samplers import driver
@@ -34,27 +36,47 @@ class Confidence(driver.Step):
     tokens favours likely ones. With a very large ``noise_scale`` the order becomes
     uniformly random and, at one token per step, the law is exact.
 
+    Threshold mode (Fast-dLLM's parallel decoding), ``threshold=c``: each call decodes
+    every masked position whose top probability max_k p_i(k) (of the transformed x0
+    distribution) exceeds c, and at least one (the most confident masked position, ties
+    to the lower index), each to a token drawn from p_i (``final_step="argmax"``: the
+    mode, in the call that decodes a sequence's last masks). The number of calls adapts:
+    the driver runs a ``lax.while_loop`` until no mask is left, and ``steps`` is the
+    maximum number of calls (the steps-th call decodes every remaining mask; steps >= L
+    never binds). The denoiser sees the time of the current masked fraction, as above.
+    ``dd.samplers.count_calls`` returns the calls made. With ``threshold=None`` (the
+    default) the sampler is the MaskGIT schedule above, unchanged.
+
     Options:
       noise_scale: scale of the Gumbel noise on the confidences (MaskGIT's choice
-        temperature, 4.5 in its paper; 0 keeps the pure confidence order).
+        temperature, 4.5 in its paper; 0 keeps the pure confidence order). Must be 0 in
+        threshold mode.
+      threshold: None (the cosine schedule) or a probability in [0, 1] (threshold mode).
     """
 
     noise_scale: float = 0.0
+    threshold: float | None = None
 
     name: ClassVar[str] = "confidence"
     needs: ClassVar[tuple[str, ...]] = ("continuous_time", "mask", "schedule")
 
     def validate(self, process: Any, shape: tuple[int, int], steps: int | None) -> None:
         driver.check_number("noise_scale", self.noise_scale, 0.0)
+        if self.threshold is not None:
+            driver.check_number("threshold", self.threshold, 0.0, 1.0)
+            check(
+                isinstance(self.noise_scale, jax.core.Tracer) or self.noise_scale == 0,
+                f"noise_scale must be 0 in threshold mode, got {self.noise_scale!r}",
+            )
+
+    def adaptive(self) -> bool:
+        return self.threshold is not None
 
     def init(self, ctx: driver.Context, x: Array) -> Any:
         return jnp.int32(0)
 
-    def step(
-        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
-    ) -> tuple[Array, Any]:
-        del t, s
-        i, steps = aux, ctx.steps
+    def _denoise(self, ctx: driver.Context, x: Array) -> tuple[Array, Array, Array, Array]:
+        """(masked, n_masked, n_free, log_probs) at the time of the masked fraction."""
         b, l = x.shape
         free = ctx.fixed is None
         n_free = (jnp.full((b,), l) if free else (ctx.fixed < 0).sum(-1)).astype(jnp.float32)
@@ -62,7 +84,32 @@ class Confidence(driver.Step):
         n_masked = masked.sum(-1)
         frac = n_masked / jnp.maximum(n_free, 1.0)
         t_net = jnp.clip(ctx.process.schedule.t_of_alpha(1.0 - frac), 0.0, 1.0)
-        log_probs = ctx.denoise(x, t_net)
+        return masked, n_masked, n_free, ctx.denoise(x, t_net)
+
+    def _threshold_step(self, key: Array, ctx: driver.Context, x: Array, i: Array) -> Array:
+        masked, _, _, log_probs = self._denoise(ctx, x)
+        top = log_probs.max(-1)  # log of the top probability, [B, L]
+        best = jnp.argmax(jnp.where(masked, top, -jnp.inf), axis=-1)  # first maximum
+        at_cap = i + 1 >= ctx.steps
+        decode = masked & (
+            (jnp.exp(top) > self.threshold)
+            | (jnp.arange(x.shape[1])[None, :] == best[:, None])
+            | at_cap
+        )
+        tokens = draw_tokens(key, log_probs)
+        if ctx.argmax:
+            ends = jnp.all(decode == masked, axis=-1, keepdims=True)
+            tokens = jnp.where(ends, jnp.argmax(log_probs, axis=-1).astype(jnp.int32), tokens)
+        return jnp.where(decode, tokens, x)
+
+    def step(
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+    ) -> tuple[Array, Any]:
+        del t, s
+        if self.threshold is not None:
+            return self._threshold_step(key, ctx, x, aux), aux + 1
+        i, steps = aux, ctx.steps
+        masked, n_masked, n_free, log_probs = self._denoise(ctx, x)
         k_tok, k_noise = jax.random.split(key)
         tokens = draw_tokens(k_tok, log_probs, argmax=last and ctx.argmax)
         score = take_last(log_probs, tokens)

@@ -54,6 +54,7 @@ __all__ = [
     "COMMON_OPTIONS",
     "auto_capacity",
     "max_decoded",
+    "count_calls",
 ]
 
 # The options every sampler takes, with their defaults.
@@ -157,6 +158,17 @@ class Step:
     def init(self, ctx: Context, x: Array) -> Any:
         """Extra loop state (any pytree), or None."""
         return None
+
+    def adaptive(self) -> bool:
+        """True when ``steps`` is a maximum: the driver then runs a ``lax.while_loop``
+        while :meth:`pending` holds, at most ``iterations`` times, calling :meth:`step`
+        with ``last=False`` and t = s = 0 (an adaptive step picks its own times and ends
+        the sampling itself, e.g. by decoding every mask on its last allowed call)."""
+        return False
+
+    def pending(self, ctx: Context, x: Array, aux: Any) -> Array:
+        """bool scalar: an adaptive loop goes on (default: some position is masked)."""
+        return jnp.any(x == ctx.process.mask_id)
 
     def step(
         self, key: Array, ctx: Context, x: Array, aux: Any, t: Array, s: Array, last: bool
@@ -279,6 +291,28 @@ def _varying(tree: Any, axes: frozenset[str]) -> Any:
     return jax.tree.map(one, tree)
 
 
+def _run_adaptive(step: Step, key: Array, ctx: Context, x: Array, max_iter: int) -> tuple:
+    """The while loop of an adaptive step: (x, the number of iterations run)."""
+    aux = step.init(ctx, x)
+    zero = jnp.zeros((x.shape[0],), jnp.float32)
+
+    def cond(carry: tuple[Array, Array, Any]) -> Array:
+        n, x, a = carry
+        return (n < max_iter) & step.pending(ctx, x, a)
+
+    def body(carry: tuple[Array, Array, Any]) -> tuple[Array, Array, Any]:
+        n, x, a = carry
+        x, a = step.step(jax.random.fold_in(key, n), ctx, x, a, zero, zero, False)
+        return n + 1, clamp(x, ctx.fixed), a
+
+    carry = (jnp.int32(0), x, aux)
+    manual = frozenset(jax.sharding.get_abstract_mesh().manual_axes)
+    if manual:
+        carry = _varying(carry, manual)
+    n, x, _ = jax.lax.while_loop(cond, body, carry)
+    return x, n
+
+
 def _run(
     step: Step, key: Array, ctx: Context, x: Array, grid: Array, return_trajectory: bool
 ) -> Array | tuple[Array, Array]:
@@ -355,11 +389,25 @@ def sample(
     return_trajectory: bool = False,
     t_max: Any = 1.0,
     debug: bool = False,
-) -> Array | tuple[Array, Array]:
-    """Runs sampler ``step`` from the prior to t = 0 (the common options: module docstring)."""
+    return_calls: bool = False,
+) -> Array | tuple[Array, ...]:
+    """Runs sampler ``step`` from the prior to t = 0 (the common options: module docstring).
+
+    ``return_calls=True`` also returns the number of denoiser calls, an int32 scalar
+    (last in the returned tuple): for an adaptive step (:meth:`Step.adaptive`) the
+    while loop's iterations as run (one call each), else ``step.network_calls(steps,
+    L)``, the planned number (an upper bound for samplers that skip calls, such as
+    first_hitting under ``fixed``). It counts batched calls: one call serves every row.
+    """
     require(process, ("posterior_probs", "prior_sample", *step.needs), step.name)
     fixed = _check_common(step, process, shape, steps, fixed, final_step, t_max)
     step.validate(process, shape, steps)
+    adaptive = step.adaptive()
+    check(
+        not (adaptive and return_trajectory),
+        f"return_trajectory is not available for {step.name} in its adaptive mode "
+        "(the number of calls varies)",
+    )
     ctx = context(
         process, denoiser, shape, steps, fixed=fixed, final_step=final_step, t_max=t_max,
         temperature=temperature, top_k=top_k, top_p=top_p, debug=debug,
@@ -368,8 +416,15 @@ def sample(
     x = clamp(process.prior_sample(k_init, shape), fixed)
     grid = step.grid(process, steps, shape[1], t_max)
 
-    def go() -> Array | tuple[Array, Array]:
-        return _run(step, k_loop, ctx, x, grid, return_trajectory)
+    def go() -> Array | tuple[Array, ...]:
+        if adaptive:
+            out, calls = _run_adaptive(step, k_loop, ctx, x, step.iterations(steps, shape[1]))
+            return (out, calls) if return_calls else out
+        out = _run(step, k_loop, ctx, x, grid, return_trajectory)
+        if not return_calls:
+            return out
+        calls = jnp.int32(step.network_calls(steps, shape[1]))
+        return (*out, calls) if return_trajectory else (out, calls)
 
     if not debug:
         return go()
@@ -400,13 +455,7 @@ def public(cls: type[Step]) -> Callable[..., Array | tuple[Array, Array]]:
         steps: int | None = None,
         **options: Any,
     ) -> Array | tuple[Array, Array]:
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise TypeError(f"{cls.name}() got unknown options {unknown}; valid options: {valid}")
-        common = {k: options.pop(k) for k in COMMON_OPTIONS if k in options}
-        if steps is None and not cls.steps_optional:
-            raise TypeError(f"{cls.name}() needs steps=")
-        return sample(cls(**options), key, denoiser, process, shape, steps=steps, **common)
+        return _call(cls, valid, key, denoiser, process, shape, steps, options, False)
 
     kw = inspect.Parameter.KEYWORD_ONLY
     pos = inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -426,6 +475,54 @@ def public(cls: type[Step]) -> Callable[..., Array | tuple[Array, Array]]:
     sampler.step_class = cls
     cls.function = sampler  # the registry (samplers.SAMPLERS) reads it from the class
     return sampler
+
+
+def _call(
+    cls: type[Step],
+    valid: list[str],
+    key: Array,
+    denoiser: Any,
+    process: Any,
+    shape: tuple[int, int],
+    steps: int | None,
+    options: dict[str, Any],
+    return_calls: bool,
+) -> Any:
+    """The public sampler's body: option checks, then :func:`sample`."""
+    options = dict(options)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise TypeError(f"{cls.name}() got unknown options {unknown}; valid options: {valid}")
+    common = {k: options.pop(k) for k in COMMON_OPTIONS if k in options}
+    if steps is None and not cls.steps_optional:
+        raise TypeError(f"{cls.name}() needs steps=")
+    return sample(
+        cls(**options), key, denoiser, process, shape, steps=steps, return_calls=return_calls,
+        **common,
+    )  # fmt: skip
+
+
+def count_calls(sampler: Callable, key: Array, *args: Any, **options: Any) -> tuple[Any, Array]:
+    """Runs a public sampler and also returns its number of denoiser calls.
+
+    ``count_calls(dd.samplers.confidence, key, denoiser, process, shape, steps=64,
+    threshold=0.9)`` returns ``(samples, calls)`` with ``calls`` an int32 scalar (see
+    :func:`sample`'s ``return_calls``: exact for adaptive modes such as confidence's
+    threshold, the planned count otherwise). Samplers with their own ``return_calls``
+    option (:func:`ddjax.samplers.block_diffusion`) are called with it set. Jit-able.
+    """
+    cls = getattr(sampler, "step_class", None)
+    if cls is None:
+        check(
+            "return_calls" in inspect.signature(sampler).parameters,
+            f"count_calls needs a public sampler, got {sampler!r}",
+            TypeError,
+        )
+        return sampler(key, *args, return_calls=True, **options)
+    check(len(args) == 3, "count_calls(sampler, key, denoiser, process, shape, **options)", TypeError)
+    steps = options.pop("steps", None)
+    valid = sorted({*COMMON_OPTIONS, *(f.name for f in dataclasses.fields(cls))})
+    return _call(cls, valid, key, *args, steps, options, True)
 
 
 def auto_capacity(expected: float, length: int, vocab_size: int, min_vocab: int) -> int | None:
