@@ -10,8 +10,10 @@ step class and ``driver.public(...)``, registered in :data:`STEPS` below.
 from ddjax.random import categorical, gumbel
 from ddjax.samplers import driver, transforms
 from ddjax.samplers.ancestral import Ancestral, ancestral
-from ddjax.samplers.autoregressive import autoregressive
+from ddjax.samplers.autoregressive import autoregressive  # not a step class: causal models
+from ddjax.samplers.block_diffusion import BlockDenoiser, block_diffusion  # runs a step per block
 from ddjax.samplers.confidence import Confidence, confidence
+from ddjax.samplers.driver import count_calls
 from ddjax.samplers.euler import Euler, euler
 from ddjax.samplers.first_hitting import FirstHitting, first_hitting
 from ddjax.samplers.flow import DfmEuler, dfm_euler
@@ -25,11 +27,6 @@ from ddjax.samplers.tau_leaping import (
 from ddjax.samplers.theta import ThetaRK2, ThetaTrapezoidal, theta_rk2, theta_trapezoidal
 from ddjax.samplers.transforms import temperature, top_k, top_p
 from ddjax.samplers.tweedie import Tweedie, tweedie
-
-# Not step classes: block diffusion runs the driver once per block (any inner sampler
-# below), the AR sampler decodes a causal model; count_calls wraps any of them.
-from ddjax.samplers.block_diffusion import BlockDenoiser, block_diffusion  # noqa: E402
-from ddjax.samplers.driver import count_calls  # noqa: E402
 
 # The one registry: every sampler's step class.
 STEPS: tuple[type[driver.Step], ...] = (

@@ -247,9 +247,7 @@ def block_diffusion(
         if fixed is None:
             xb, c = run_block()
         else:
-            xb, c = jax.lax.cond(
-                jnp.all(fixed_b >= 0), lambda: (fixed_b, jnp.int32(0)), run_block
-            )
+            xb, c = jax.lax.cond(jnp.all(fixed_b >= 0), lambda: (fixed_b, jnp.int32(0)), run_block)
         x = jax.lax.dynamic_update_slice_in_dim(x, xb, start, axis=1)
         state = bd.commit(state, x, b)
         if eos_id is not None:

@@ -519,7 +519,8 @@ def count_calls(sampler: Callable, key: Array, *args: Any, **options: Any) -> tu
             TypeError,
         )
         return sampler(key, *args, return_calls=True, **options)
-    check(len(args) == 3, "count_calls(sampler, key, denoiser, process, shape, **options)", TypeError)
+    usage = "count_calls(sampler, key, denoiser, process, shape, **options)"
+    check(len(args) == 3, usage, TypeError)
     steps = options.pop("steps", None)
     valid = sorted({*COMMON_OPTIONS, *(f.name for f in dataclasses.fields(cls))})
     return _call(cls, valid, key, *args, steps, options, True)
