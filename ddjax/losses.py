@@ -21,10 +21,14 @@ from jax.typing import ArrayLike
 from ddjax._struct import check
 from ddjax.arrays import onehot, sequence_times
 from ddjax.processes import D3PM, Interpolating, Masking, Process, require
+from ddjax.schedules import Schedule
 
 __all__ = [
     "sample_times",
+    "mask_rate_times",
+    "check_mask_rate",
     "masked_elbo",
+    "block_masked_elbo",
     "uniform_elbo",
     "score_entropy",
     "d3pm_vb",
@@ -37,17 +41,72 @@ __all__ = [
 _LOG_FLOOR = 1e-30
 
 
-def sample_times(key: Array, batch: int, antithetic: bool = True, t_min: float = 1e-5) -> Array:
+def sample_times(
+    key: Array,
+    batch: int,
+    antithetic: bool = True,
+    t_min: float = 1e-5,
+    *,
+    mask_rate: tuple[float, float] | None = None,
+    schedule: Schedule | None = None,
+) -> Array:
     """Training times in [t_min, 1 - t_min]: float32[batch].
 
     ``antithetic=True`` stratifies one uniform over the batch (MD4's low-discrepancy
     sampler): t_i = (u + i / B) mod 1, which lowers the variance of the batch mean.
+    ``mask_rate=(beta, omega)`` (with ``schedule``) draws BD3-LM's clipped schedule
+    instead: see :func:`mask_rate_times`.
     """
     if antithetic:
         u = (jax.random.uniform(key, ()) + jnp.arange(batch) / batch) % 1.0
     else:
         u = jax.random.uniform(key, (batch,))
+    if mask_rate is not None:
+        check(schedule is not None, "mask_rate needs the schedule that maps it to times")
+        return mask_rate_times(u, schedule, mask_rate, t_min)
     return t_min + (1.0 - 2.0 * t_min) * u
+
+
+def check_mask_rate(mask_rate: tuple[float, float]) -> tuple[float, float]:
+    """``(beta, omega)`` as floats after checking 0 <= beta < omega <= 1."""
+    check(
+        len(tuple(mask_rate)) == 2,
+        f"mask_rate must be a pair (beta, omega), got {mask_rate!r}",
+    )
+    beta, omega = (float(v) for v in mask_rate)
+    check(
+        0.0 <= beta < omega <= 1.0,
+        f"mask_rate (beta, omega) needs 0 <= beta < omega <= 1, got ({beta}, {omega})",
+    )
+    return beta, omega
+
+
+def mask_rate_times(
+    u: ArrayLike, schedule: Schedule, mask_rate: tuple[float, float], t_min: float = 1e-5
+) -> Array:
+    """BD3-LM's clipped schedule: times whose mask rate 1 - alpha(t) ~ U[beta, omega].
+
+    ``t = t_of_alpha(1 - m)`` with m = beta + (omega - beta) u, clipped to
+    [t_min, 1 - t_min] (the rates the schedule cannot reach, e.g. m = 1 under
+    LogLinear's eps, land on the end). The loss is unchanged (its weight stays
+    -alpha'(t) / (1 - alpha(t)) at the drawn t), as in BD3-LM: for a schedule linear in
+    the mask rate (LogLinear, Linear) its mean is 1 / (omega - beta) times the part of
+    the NELBO with mask rates in [beta, omega], a biased objective of lower variance
+    for training only; (0, 1) is the ordinary uniform time. Evaluate with the full
+    schedule.
+
+    Args:
+      u: float32[...] uniforms in [0, 1).
+      schedule: the process's schedule (``t_of_alpha``).
+      mask_rate: (beta, omega), 0 <= beta < omega <= 1.
+
+    Returns:
+      float32[...], times of the shape of ``u``.
+    """
+    beta, omega = check_mask_rate(mask_rate)
+    m = beta + (omega - beta) * jnp.asarray(u, jnp.float32)
+    t = schedule.t_of_alpha(1.0 - m)
+    return jnp.clip(t, t_min, 1.0 - t_min)
 
 
 def _check_args(
@@ -417,3 +476,66 @@ def dfm_generalized_kl(
     )
     per_pos = jnp.where(same, 1.0 - p_xt, _data_nll(log_probs, x0) - p_xt)
     return process.schedule.masking_rate(t) * per_pos.sum(-1)
+
+
+# -- block diffusion (BD3-LM) --------------------------------------------------------
+
+
+def block_masked_elbo(
+    log_probs: ArrayLike,
+    x0: ArrayLike,
+    x_t: ArrayLike,
+    t: ArrayLike,
+    process: Masking,
+    block_size: int,
+) -> Array:
+    """BD3-LM's block diffusion NELBO: the masked ELBO of every block at its own time.
+
+    The sequence is cut into ``L // block_size`` blocks of consecutive positions; block b
+    is noised at its own time ``t[..., b]`` and predicted given the clean earlier blocks,
+    so the loss is sum_b (-a'(t_b) / (1 - a(t_b))) sum_{masked i in b} -log p(x0_i). Its
+    mean over independent ``t_b ~ U(0, 1)`` and ``x_t ~ q(x_t | x0)`` is the negative
+    ELBO of the block-autoregressive model p(x) = prod_b p(x_b | x_<b); with the exact
+    block conditionals (``ExactTarget.block_training_denoiser``) it is the exact NLL.
+    Block size 1 is the autoregressive NLL, block size L is :func:`masked_elbo`.
+
+    Args:
+      log_probs: float[B, L, K]; position i's prediction given its noisy block and the
+        clean earlier blocks (BD3-LM's one pass over [x_t ; x0]).
+      x0, x_t: int32[B, L]; x_t's block b drawn at time ``t[:, b]``.
+      t: float32[B, L // block_size], one time per block.
+      process: a masking process.
+      block_size: positions per block, dividing L.
+
+    Returns:
+      float32[B], nats per sequence.
+    """
+    require(process, _NEEDS["masked_elbo"], "block_masked_elbo")
+    log_probs, x0, x_t = _check_args(log_probs, x0, x_t, process)
+    check(
+        isinstance(block_size, (int, np.integer)) and not isinstance(block_size, bool),
+        f"block_size must be an int, got {block_size!r}",
+        TypeError,
+    )
+    length = x0.shape[-1]
+    check(
+        block_size >= 1 and length % block_size == 0,
+        f"block_size {block_size} must be >= 1 and divide the sequence length {length}",
+    )
+    num_blocks = length // block_size
+    t = jnp.asarray(t, jnp.float32)
+    want = (*x0.shape[:-1], num_blocks)
+    check(
+        t.shape == want,
+        f"t has shape {t.shape} but needs one time per block: {want} "
+        f"(L = {length}, block_size = {block_size})",
+    )
+    blocks = (*x0.shape[:-1], num_blocks, block_size)
+    per_block = masked_elbo(
+        log_probs.reshape(*blocks, log_probs.shape[-1]),
+        x0.reshape(blocks),
+        x_t.reshape(blocks),
+        t,
+        process,
+    )  # [B, num_blocks]
+    return per_block.sum(-1)

@@ -73,6 +73,7 @@ def check_config(cfg: Any) -> None:
         raise ConfigError("loss.name='ar' goes with process.name='none' and only with it")
     if (cfg.loss.name == "ar") != (cfg.model.name == "ar"):
         raise ConfigError("loss.name='ar' needs model.name='ar' (and the 'ar' model needs it)")
+    _check_blocks(cfg)
     _choice("optim.decay", cfg.optim.decay, ("constant", "cosine"))
     if not float(cfg.optim.lr) > 0:
         raise ConfigError(f"optim.lr must be > 0, got {cfg.optim.lr}")
@@ -106,3 +107,53 @@ def check_config(cfg: Any) -> None:
     from experiments.sampling import sampler_options
 
     sampler_options(cfg)  # sample.sampler and sample.options
+
+
+def _check_blocks(cfg: Any) -> None:
+    """loss.block_size (block_masked_elbo, BD3-LM) and the clipped schedule's range."""
+    loss = cfg.loss
+    bs = loss.block_size
+    if not isinstance(bs, int) or isinstance(bs, bool) or bs < 0:
+        raise ConfigError(f"loss.block_size must be an integer >= 0, got {bs!r}")
+    if loss.name == "block_masked_elbo":
+        seq_len = int(cfg.data.seq_len)
+        if bs < 1:
+            raise ConfigError("loss.name='block_masked_elbo' needs loss.block_size >= 1")
+        if seq_len % bs:
+            raise ConfigError(
+                f"loss.block_size={bs} must divide data.seq_len={seq_len} (whole blocks)"
+            )
+        if cfg.process.name != "masking":
+            raise ConfigError(
+                f"loss.name='block_masked_elbo' needs process.name='masking', got "
+                f"{cfg.process.name!r}"
+            )
+        if cfg.model.name != "dit":
+            raise ConfigError(
+                f"loss.name='block_masked_elbo' needs model.name='dit' (block-causal "
+                f"attention), got {cfg.model.name!r}"
+            )
+        if bool(cfg.model.time_conditioning):
+            raise ConfigError(
+                "loss.name='block_masked_elbo' draws one time per block: set "
+                "model.time_conditioning=False"
+            )
+    elif bs:
+        raise ConfigError(
+            f"loss.block_size={bs} is for loss.name='block_masked_elbo', not {loss.name!r}; "
+            "set it to 0"
+        )
+    lo, hi = loss.mask_rate_min, loss.mask_rate_max
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)):
+        raise ConfigError(f"loss.mask_rate_min/max must be numbers, got {lo!r}, {hi!r}")
+    if not 0.0 <= float(lo) < float(hi) <= 1.0:
+        raise ConfigError(
+            f"loss.mask_rate_min={lo}, loss.mask_rate_max={hi}: need 0 <= min < max <= 1"
+        )
+    if (float(lo), float(hi)) != (0.0, 1.0) and (
+        cfg.process.name not in ("masking", "uniform") or cfg.loss.name == "any_order_nll"
+    ):
+        raise ConfigError(
+            "loss.mask_rate_min/max (the clipped schedule) needs a continuous-time process "
+            "(masking | uniform) and a loss that draws times"
+        )

@@ -32,18 +32,29 @@ class Experiment:
 
 
 def make_apply_fn(graphdef: Any, cfg: Any, image_shape: tuple[int, ...] | None) -> Callable:
-    """``apply_fn(params, x int32[B, L], t, labels, dropout_key=None) -> float32[B, L, out]``.
+    """``apply_fn(params, x int32[B, L], t, labels, dropout_key=None, x0=None)
+    -> float32[B, L, out]``.
 
     Image models get ``x`` reshaped to ``[B, *image_shape]``; the causal model ignores t.
+    ``x0`` (block-causal DiTs, loss 'block_masked_elbo') runs BD3-LM's training pass
+    over [x ; x0].
     """
     from ddjax import models
 
     name = cfg.model.name
 
     def apply_fn(
-        params: Any, x: Array, t: Array | None, labels: Array | None, dropout_key: Any = None
+        params: Any,
+        x: Array,
+        t: Array | None,
+        labels: Array | None,
+        dropout_key: Any = None,
+        x0: Array | None = None,
     ) -> Array:
         b = x.shape[0]
+        if x0 is not None:
+            out = models.apply(graphdef, params, x, t, labels, dropout_key=dropout_key, x0=x0)
+            return out.reshape(b, -1, out.shape[-1])
         if image_shape is not None and name == "unet":
             x = x.reshape(b, *image_shape)
         if name == "ar":
@@ -70,7 +81,11 @@ def build(cfg: Any, *, mesh: Any = None, data: Data | None = None) -> Experiment
         raise ValueError("loss.name='ar' needs model.name='ar' (and the 'ar' model needs it)")
     in_vocab = data.vocab_size if process is None else process.num_states
     out = training.output_size(cfg.loss.name, process, data.vocab_size)
-    model = models.build(cfg.model, in_vocab, out, seed=int(cfg.seed))
+    block = cfg.loss.name == "block_masked_elbo"
+    model_cfg = cfg.model
+    if block:  # the loss's blocks are the model's attention blocks
+        model_cfg = {**cfg.model.to_dict(), "block_size": int(cfg.loss.block_size)}
+    model = models.build(model_cfg, in_vocab, out, seed=int(cfg.seed))
     graphdef, params = models.split(model)
     apply_fn = make_apply_fn(graphdef, cfg, data.image_shape)
     objective = Objective(
@@ -83,9 +98,18 @@ def build(cfg: Any, *, mesh: Any = None, data: Data | None = None) -> Experiment
         scale_by_sigma=bool(cfg.loss.scale_by_sigma),
         t_min=float(cfg.loss.t_min),
         dropout=float(cfg.model.dropout) > 0,
+        block_size=int(cfg.loss.block_size) if block else None,
+        mask_rate=mask_rate(cfg),
     )
     mesh = mesh if mesh is not None else training.make_mesh()
     return Experiment(cfg, data, objective, graphdef, params, apply_fn, mesh)
+
+
+def mask_rate(cfg: Any) -> tuple[float, float] | None:
+    """BD3-LM's clipped schedule (loss.mask_rate_min, loss.mask_rate_max), or None when it
+    is the full (0, 1) range."""
+    lo, hi = float(cfg.loss.mask_rate_min), float(cfg.loss.mask_rate_max)
+    return None if (lo, hi) == (0.0, 1.0) else (lo, hi)
 
 
 def make_state(exp: Experiment) -> tuple[training.TrainState, Any]:

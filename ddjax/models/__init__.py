@@ -96,7 +96,8 @@ def build(cfg: Any, vocab_size: int, out_size: int, *, seed: int = 0) -> nnx.Mod
         ``('dit', 'ar', 'unet')`` and, as needed, ``num_layers``, ``width``, ``num_heads``,
         ``max_len``, ``time_conditioning``, ``num_classes``, ``dtype`` ('float32' |
         'bfloat16'), ``dropout``, ``mlp_ratio``, ``remat``, ``attention_implementation``
-        (transformers: None | 'xla' | 'cudnn') and
+        (transformers: None | 'xla' | 'cudnn'), ``block_size`` (DiT: block-causal
+        attention, BD3-LM; None or 0 = full attention) and
         ``base_channels``, ``channel_mults`` (U-Net). Missing optional keys take the class
         defaults.
       vocab_size: number of input token ids (include the mask id for masking processes).
@@ -152,6 +153,9 @@ def build(cfg: Any, vocab_size: int, out_size: int, *, seed: int = 0) -> nnx.Mod
         kwargs = dict(
             vocab_size=vocab_size, out_size=out_size, time_conditioning=time_conditioning, **common
         )
+        block_size = _get(cfg, "block_size", None)
+        if block_size:  # block-causal attention (BD3-LM); None / 0 = full attention
+            kwargs["block_size"] = int(block_size)
         cls = DiT
     return init(lambda rngs: cls(**kwargs, rngs=rngs), seed, cache_key=_key(cls, kwargs))
 

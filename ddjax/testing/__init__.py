@@ -140,6 +140,26 @@ class ExactTarget:
 
         return fn
 
+    def block_denoiser(self, process: Process, block_size: int) -> Callable[..., Array]:
+        """The exact block-conditional denoiser (block diffusion's sampler contract).
+
+        ``fn(x int32[B, L], t float32[B], block int32) -> float32[B, block_size, K]``:
+        log p(x0_i | clean tokens of x before block ``block``, x's block noisy at time t)
+        for the positions i of the block; positions after it are ignored. ``block`` may be
+        traced. See :mod:`ddjax.testing.blocks`.
+        """
+        return blocks.block_denoiser(self, process, block_size)
+
+    def block_training_denoiser(self, process: Process, block_size: int) -> Callable[..., Array]:
+        """The exact block denoiser in the loss's form (BD3-LM's one training pass).
+
+        ``fn(x_t int32[B, L], x0 int32[B, L], t float32[B, L // block_size] or float32[B])
+        -> float32[B, L, K]``: position i of block b gets
+        log p(x0_i | x0 of blocks < b, x_t of block b at time t[:, b]), the input
+        :func:`ddjax.losses.block_masked_elbo` expects. See :mod:`ddjax.testing.blocks`.
+        """
+        return blocks.block_training_denoiser(self, process, block_size)
+
     def marginal(self, process: Process, t: ArrayLike) -> Array:
         """p_t(x) for every sequence of states at one time t: float32[N] * L."""
         k, n = self.vocab_size, process.num_states
@@ -332,6 +352,7 @@ class JointTarget:
         return fn
 
 
-# The exact output laws of samplers (imports the samplers, so it comes last).
-from ddjax.testing import exact_law  # noqa: E402
+# Block-conditional denoisers (block diffusion) and the exact output laws of samplers
+# (which imports the samplers, so these come last).
+from ddjax.testing import blocks, exact_law  # noqa: E402
 from ddjax.testing.exact_law import ExactLaw  # noqa: E402

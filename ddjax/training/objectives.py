@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from ddjax import losses, parameterizations, schedules
-from ddjax.processes import D3PM, Masking, Process, Uniform
+from ddjax.processes import D3PM, Masking, Process, Uniform, require
 
 __all__ = ["LOSSES", "Objective", "make_process", "make_schedule", "output_size"]
 
@@ -44,6 +44,7 @@ LOSSES = (
     "any_order_nll",
     "dfm",
     "ar",
+    "block_masked_elbo",
 )
 
 
@@ -132,6 +133,15 @@ class Objective:
       t_min: times are drawn in [t_min, 1 - t_min].
       dropout: pass a ``dropout_key`` to ``apply_fn`` in :meth:`loss` (never in
         :meth:`nelbo` or the denoiser).
+      block_size: 'block_masked_elbo' (BD3-LM): positions per block. The network is
+        called once as ``apply_fn(params, x_t, None, labels, x0=x0)``, a block-causal
+        model's pass over [x_t ; x0] (``ddjax.models.DiT(block_size=...)``), with every
+        block noised at its own time; it must be time-free (``time_conditioning=False``).
+      mask_rate: BD3-LM's clipped schedule (beta, omega) for :meth:`loss` (training):
+        noise levels with mask rate 1 - alpha(t) ~ U[beta, omega]
+        (:func:`ddjax.losses.mask_rate_times`); :meth:`nelbo` always uses the full
+        schedule. None (the default) is the ordinary uniform time. Continuous-time
+        losses only.
     """
 
     name: str
@@ -143,6 +153,8 @@ class Objective:
     scale_by_sigma: bool = True
     t_min: float = 1e-5
     dropout: bool = False
+    block_size: int | None = None
+    mask_rate: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
@@ -162,6 +174,22 @@ class Objective:
             self.process is None or self.process.is_discrete_time
         ):
             raise ValueError(f"loss {self.name!r} needs a continuous-time process")
+        if self.name == "block_masked_elbo":
+            require(self.process, ("continuous_time", "mask", "schedule"), "block_masked_elbo")
+            bs = self.block_size
+            if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
+                raise ValueError(f"block_masked_elbo needs block_size >= 1, got {bs!r}")
+            if self.time_conditioning:
+                raise ValueError(
+                    "block_masked_elbo draws one time per block, which a network taking one "
+                    "time per sequence cannot see: use time_conditioning=False"
+                )
+        elif self.block_size is not None:
+            raise ValueError(f"block_size is for loss 'block_masked_elbo', not {self.name!r}")
+        if self.mask_rate is not None:
+            losses.check_mask_rate(self.mask_rate)
+            if self.process is None or self.process.is_discrete_time:
+                raise ValueError("mask_rate (the clipped schedule) needs a continuous-time loss")
 
     # -- helpers -------------------------------------------------------------
 
@@ -262,7 +290,9 @@ class Objective:
                     log_probs, x0, x_t, t_index, p, self.aux_weight, plugin=self.plugin
                 )
             return losses.d3pm_vb(log_probs, x0, x_t, t_index, p, plugin=self.plugin)
-        t = self.t_min + (1.0 - 2.0 * self.t_min) * u.astype(jnp.float32)
+        if self.name == "block_masked_elbo":
+            return self._block_loss(params, x0, labels, u, keys, dkey, train=train)
+        t = self._times(u.astype(jnp.float32), train)
         x_t = _per_row(keys, lambda k, x, tt: p.sample(k, x[None], tt[None])[0], x0, t)
         out = self._net(params, x_t, t, labels, dkey)
         if self.name == "score_entropy":
@@ -273,6 +303,51 @@ class Objective:
         if self.name == "uniform_elbo":
             return losses.uniform_elbo(log_probs, x0, x_t, t, p, plugin=self.plugin)
         return losses.dfm_generalized_kl(log_probs, x0, x_t, t, p)
+
+    def _times(self, u: Array, train: bool) -> Array:
+        """Noise levels from uniforms: the clipped schedule in training when ``mask_rate``."""
+        if train and self.mask_rate is not None:
+            return losses.mask_rate_times(u, self.process.schedule, self.mask_rate, self.t_min)
+        return self.t_min + (1.0 - 2.0 * self.t_min) * u
+
+    def block_times(self, u: Array, keys: Array, num_blocks: int, train: bool) -> Array:
+        """Per-block times float32[B, num_blocks] from one uniform per sequence.
+
+        Row i's blocks get u_ij = (u_i + pi_i(j) / num_blocks) mod 1 with a random
+        permutation pi_i from the row's key: each u_ij is uniform when u_i is, and each
+        row's blocks are stratified over [0, 1) (lower variance of the sum over blocks).
+        """
+        perm = _per_row(
+            keys,
+            lambda k, _: jax.random.permutation(jax.random.fold_in(k, 0xB10C), num_blocks),
+            u,
+        )
+        ub = (u[:, None] + perm.astype(jnp.float32) / num_blocks) % 1.0
+        return self._times(ub, train)
+
+    def _block_loss(
+        self,
+        params: Any,
+        x0: Array,
+        labels: Array | None,
+        u: Array,
+        keys: Array,
+        dkey: Array | None,
+        *,
+        train: bool,
+    ) -> Array:
+        """BD3-LM: every block noised at its own time, one pass over [x_t ; x0]."""
+        p, bs = self.process, self.block_size
+        b, length = x0.shape
+        if length % bs:
+            raise ValueError(f"block_size {bs} must divide the sequence length {length}")
+        nb = length // bs
+        t = self.block_times(u.astype(jnp.float32), keys, nb, train)  # [B, nb]
+        x_t = _per_row(keys, lambda k, x, tt: p.sample(k, x.reshape(nb, bs), tt).reshape(-1), x0, t)
+        kwargs = {"x0": x0} if dkey is None else {"x0": x0, "dropout_key": dkey}
+        out = self.apply_fn(params, x_t, None, labels, **kwargs).astype(jnp.float32)
+        log_probs = parameterizations.logits_to_log_probs(out, x_t, p)
+        return losses.block_masked_elbo(log_probs, x0, x_t, t, p, bs)
 
     # -- sampling -------------------------------------------------------------
 

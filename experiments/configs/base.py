@@ -51,12 +51,20 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     c.loss = ml_collections.ConfigDict()
     # masked_elbo | score_entropy | uniform_elbo | d3pm_hybrid | d3pm_vb | any_order_nll | dfm | ar
+    # | block_masked_elbo
     c.loss.name = "masked_elbo"
     c.loss.plugin = False  # the papers' plug-in posterior (UDLM, D3PM)
     c.loss.aux_weight = 0.01  # D3PM hybrid cross-entropy weight
     c.loss.antithetic = True  # stratified noise levels over the batch
     c.loss.scale_by_sigma = True  # SEDD absorb: log-score offset by -log(expm1(sigma) K)
     c.loss.t_min = 1e-5
+    # block_masked_elbo (BD3-LM): positions per block, also the DiT's attention blocks
+    # (0 = not a block model); must divide data.seq_len
+    c.loss.block_size = 0
+    # BD3-LM's clipped schedule for training: mask rates 1 - alpha(t) ~ U[min, max];
+    # (0, 1) is the ordinary uniform time. Validation always uses the full schedule.
+    c.loss.mask_rate_min = 0.0
+    c.loss.mask_rate_max = 1.0
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3
@@ -229,6 +237,25 @@ def radd(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.process.update(name="masking", schedule="loglinear")
     c.model.time_conditioning = False
     c.loss.name = "any_order_nll"
+    return c
+
+
+def bd3lm(
+    c: ml_collections.ConfigDict,
+    block_size: int,
+    mask_rate: tuple[float, float] = (0.0, 1.0),
+) -> ml_collections.ConfigDict:
+    """BD3-LM: masking, log-linear schedule, a time-free block-causal DiT, the block
+    masked ELBO over blocks of ``block_size`` (one pass over [x_t ; x0]), optionally
+    BD3-LM's clipped mask-rate schedule for training."""
+    c.process.update(name="masking", schedule="loglinear")
+    c.model.time_conditioning = False
+    c.loss.update(
+        name="block_masked_elbo",
+        block_size=block_size,
+        mask_rate_min=float(mask_rate[0]),
+        mask_rate_max=float(mask_rate[1]),
+    )
     return c
 
 
