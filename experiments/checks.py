@@ -107,6 +107,36 @@ def check_config(cfg: Any) -> None:
     from experiments.sampling import sampler_options
 
     sampler_options(cfg)  # sample.sampler and sample.options
+    _check_sample_blocks(cfg)
+
+
+def _check_sample_blocks(cfg: Any) -> None:
+    """sample.block_size, sample.eos_id and sample.threshold (block diffusion, EOS
+    stopping, threshold decoding)."""
+    s = cfg.sample
+    for key, lo in (("block_size", 0), ("eos_id", -1)):
+        value = s[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+            raise ConfigError(f"sample.{key} must be an integer >= {lo}, got {value!r}")
+    bs, seq_len = int(s.block_size), int(cfg.data.seq_len)
+    masking = cfg.process.name == "masking"
+    if bs and seq_len % bs:
+        raise ConfigError(f"sample.block_size={bs} must divide data.seq_len={seq_len}")
+    if (bs or s.eos_id >= 0) and not masking:
+        key = "sample.block_size" if bs else "sample.eos_id"
+        raise ConfigError(
+            f"{key} (block diffusion) needs process.name='masking', got {cfg.process.name!r}"
+        )
+    if (bs or s.eos_id >= 0 or cfg.loss.name == "block_masked_elbo") and s.guidance != "none":
+        raise ConfigError("sample.guidance is not available with block diffusion")
+    thr = s.threshold
+    if not isinstance(thr, (int, float)) or isinstance(thr, bool) or not 0.0 <= thr <= 1.0:
+        raise ConfigError(f"sample.threshold must be a number in [0, 1] (0 = off), got {thr!r}")
+    if thr > 0 and s.sampler != "confidence":
+        raise ConfigError(
+            f"sample.threshold (threshold decoding) needs sample.sampler='confidence', "
+            f"got {s.sampler!r}"
+        )
 
 
 def _check_blocks(cfg: Any) -> None:

@@ -44,7 +44,21 @@ def _job_arguments(cfg: Any) -> dict[str, str]:
     job = dict(JOB_ARGUMENTS)
     if cfg.loss.name == "any_order_nll" and cfg.sample.sampler == "ancestral":
         job["time_independent"] = "set for any_order_nll models"
+    if cfg.sample.sampler == "confidence":
+        job["threshold"] = "sample.threshold"
     return job
+
+
+def sample_block_size(cfg: Any) -> int:
+    """The block size of block diffusion for ``cfg`` (0: the whole sequence at once):
+    ``sample.block_size``, else the model's (``loss.block_size`` of a BD3-LM), else the
+    sequence length when ``sample.eos_id`` asks for EOS stopping (one block)."""
+    bs = int(cfg.sample.get("block_size", 0))
+    if not bs and cfg.loss.name == "block_masked_elbo":
+        bs = int(cfg.loss.block_size)
+    if not bs and int(cfg.sample.get("eos_id", -1)) >= 0:
+        bs = int(cfg.data.seq_len)
+    return bs
 
 
 def user_options(cfg: Any) -> dict[str, Any]:
@@ -92,19 +106,33 @@ def sampler_options(cfg: Any) -> dict[str, Any]:
 
 
 def sample_ar(
-    key: Array, apply_fn: Callable, params: Any, shape: tuple[int, int], temperature: float
+    key: Array,
+    graphdef: Any,
+    params: Any,
+    shape: tuple[int, int],
+    temperature: float,
+    *,
+    prompt: Array | None = None,
+    cache: bool = True,
 ) -> Array:
-    """Left-to-right sampling from the causal model: int32[B, L] (L full forward passes)."""
-    from ddjax.samplers import categorical
+    """Left-to-right sampling from the causal model: int32[B, L], with the exact KV cache
+    (``dd.samplers.autoregressive``: L one-token passes; ``cache=False``: L full passes)."""
+    from ddjax.samplers import autoregressive
 
-    b, length = shape
+    return autoregressive(
+        key, (graphdef, params), shape, temperature=temperature, prompt=prompt, cache=cache
+    )
 
-    def body(i: Array, x: Array) -> Array:
-        logits = apply_fn(params, x, None, None)[:, i] / temperature
-        tok = categorical(jax.random.fold_in(key, i), logits)
-        return x.at[:, i].set(tok)
 
-    return jax.lax.fori_loop(0, length, body, jnp.zeros(shape, jnp.int32))
+def _prefix(fixed: np.ndarray | None) -> np.ndarray | None:
+    """The prefix prompt of ``fixed`` (its leading columns without -1), or None."""
+    if fixed is None:
+        return None
+    free = np.flatnonzero((fixed < 0).any(0))
+    n = int(free[0]) if len(free) else fixed.shape[1]
+    if (fixed[:, n:] >= 0).any():
+        raise ConfigError("the autoregressive model takes a prefix prompt (sample.prompt) only")
+    return fixed[:, :n] if n else None
 
 
 def _out_sharding(exp: Experiment, num: int) -> Any:
@@ -134,11 +162,14 @@ def generate_global(exp: Experiment, params: Any, num: int, seed: int) -> jax.Ar
     temperature = float(cfg.sample.temperature)
     if exp.objective.name == "ar":
         sampler_options(cfg)
+        prompt = _prefix(prompt_tokens(exp, num))
         fn = jax.jit(
-            lambda p, k: sample_ar(k, exp.apply_fn, p, shape, temperature),
+            lambda p, k: sample_ar(k, exp.graphdef, p, shape, temperature, prompt=prompt),
             out_shardings=_out_sharding(exp, num),
         )
         return fn(params, key)
+    if sample_block_size(cfg):
+        return _generate_blocks(exp, params, num, key)
     name = cfg.sample.sampler
     sampler = get_sampler(name)
     labels = None
@@ -161,6 +192,8 @@ def generate_global(exp: Experiment, params: Any, num: int, seed: int) -> jax.Ar
         options["temperature"] = temperature
     if exp.objective.name == "any_order_nll" and name == "ancestral":
         options["time_independent"] = True
+    if float(cfg.sample.get("threshold", 0.0)) > 0:
+        options["threshold"] = float(cfg.sample.threshold)
     fixed = prompt_tokens(exp, num)
     if fixed is not None:
         options["fixed"] = fixed
@@ -182,6 +215,63 @@ def generate_global(exp: Experiment, params: Any, num: int, seed: int) -> jax.Ar
                 denoiser, exp.objective.denoiser(p, null), float(cfg.sample.gamma)
             )
         return sampler(k, denoiser, process, shape, **options)
+
+    return jax.jit(run, out_shardings=_out_sharding(exp, num))(params, key)
+
+
+def _generate_blocks(exp: Experiment, params: Any, num: int, key: Array) -> jax.Array:
+    """Block diffusion with ``cfg.sample`` (see :func:`sample_block_size`): the exact KV
+    cache when the block size is the model's (a time-free block-causal DiT), else the
+    uncached block denoiser; ``sample.sampler`` inside each block."""
+    from flax import nnx
+
+    from ddjax import models, samplers
+
+    cfg = exp.cfg
+    name = str(cfg.sample.sampler)
+    get_sampler(name)
+    bs = sample_block_size(cfg)
+    module = nnx.merge(exp.graphdef, exp.params)
+    if getattr(module, "causal", False) or not hasattr(module, "init_cache"):
+        raise ConfigError("sample.block_size needs a DiT model (model.name='dit')")
+    time_cond = bool(cfg.model.time_conditioning)
+    cache = module.block_size == bs and not time_cond
+    if not cache:
+        say(
+            f"note: block diffusion without the KV cache (the model's block size is "
+            f"{module.block_size}, sampling with {bs}; time conditioning {time_cond})"
+        )
+    process = exp.objective.process
+    shape = (num, exp.data.seq_len)
+    options: dict[str, Any] = {"steps": int(cfg.sample.steps), **sampler_options(cfg)}
+    temperature = float(cfg.sample.temperature)
+    if temperature != 1.0:
+        options["temperature"] = temperature
+    if float(cfg.sample.threshold) > 0:
+        options["threshold"] = float(cfg.sample.threshold)
+    eos = int(cfg.sample.eos_id)
+    if eos >= 0:
+        if eos >= process.vocab_size:
+            raise ConfigError(
+                f"sample.eos_id={eos} is not a token id of the data (0..{process.vocab_size - 1})"
+            )
+        options["eos_id"] = eos
+    fixed = prompt_tokens(exp, num)
+    if fixed is not None:
+        options["fixed"] = fixed
+    labels = None
+    if int(cfg.model.num_classes) > 0:
+        labels = jnp.arange(num, dtype=jnp.int32) % int(cfg.model.num_classes)
+        if int(cfg.sample.class_label) >= 0:
+            labels = jnp.full((num,), int(cfg.sample.class_label), jnp.int32)
+
+    def run(p: Any, k: Array) -> Array:
+        bd = models.block_denoiser(
+            (exp.graphdef, p), process, block_size=bs, cache=cache,
+            time_conditioning=time_cond, labels=labels,
+        )  # fmt: skip
+        out = samplers.block_diffusion(k, bd, process, shape, block_size=bs, inner=name, **options)
+        return out[0] if eos >= 0 else out  # the pads after EOS are eos_id
 
     return jax.jit(run, out_shardings=_out_sharding(exp, num))(params, key)
 

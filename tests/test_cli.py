@@ -389,3 +389,57 @@ def test_resume_with_other_data_settings_is_a_clear_error(tmp_path):
     assert out.returncode != 0
     assert "error: cannot resume from" in out.stderr and "train.batch_size" in out.stderr
     assert out.stderr.count("error:") == 1 and "Traceback" not in out.stderr
+
+
+# -- block diffusion, EOS and threshold decoding from the config (sample.*) -------------------
+
+
+def test_block_sampling_keys_are_checked_before_step_0():
+    from experiments.checks import check_config
+    from experiments.common import ConfigError
+    from experiments.configs import shakespeare_ar, smoke
+    from experiments.main import check_overrides
+
+    cfg = "--config=experiments/configs/smoke.py"
+    keys = ["--config.sample.block_size=4", "--config.sample.eos_id=0"]
+    assert check_overrides(["x", cfg, *keys, "--config.sample.threshold=0.9"]) is None
+    for sample, expected in [
+        ({"block_size": 5}, "sample.block_size=5 must divide data.seq_len=32"),
+        ({"block_size": -1}, "sample.block_size must be an integer >= 0"),
+        ({"threshold": 0.9}, "sample.threshold (threshold decoding) needs sample.sampler="),
+        ({"threshold": 1.5, "sampler": "confidence"}, "sample.threshold must be a number in"),
+        ({"eos_id": -2}, "sample.eos_id must be an integer >= -1"),
+    ]:
+        c = smoke.get_config()
+        c.sample.update(sample)
+        with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+            check_config(c)
+    c = shakespeare_ar.get_config()
+    c.sample.eos_id = 0
+    with pytest.raises(ConfigError, match="sample.eos_id \\(block diffusion\\) needs process"):
+        check_config(c)
+
+
+def test_block_sampling_from_the_config(smoke_exp):
+    """sample.block_size / eos_id / threshold reach block_diffusion (uncached: the smoke
+    MDLM is bidirectional); a BD3-LM config samples with the KV cache."""
+    import numpy as np
+
+    from experiments import model, sampling
+    from experiments.configs import base
+
+    exp = _with_sample(smoke_exp, block_size=8, eos_id=0, steps=4)
+    x = np.asarray(sampling.generate(exp, exp.params, 3, seed=0))
+    assert x.shape == (3, 32)
+    for row in x:  # everything after the first EOS (0) is the pad (eos_id)
+        hits = np.flatnonzero(row == 0)
+        if len(hits):
+            assert (row[hits[0] :] == 0).all()
+    exp = _with_sample(smoke_exp, block_size=8, sampler="confidence", threshold=0.5, steps=8)
+    assert sampling.generate(exp, exp.params, 2, seed=0).shape == (2, 32)
+
+    cfg = base.bd3lm(_smoke(), block_size=4)
+    bd3 = model.build(cfg)
+    assert sampling.sample_block_size(cfg) == 4
+    x = np.asarray(sampling.generate(bd3, bd3.params, 2, seed=0))
+    assert x.shape == (2, 32) and (x < bd3.data.vocab_size).all()

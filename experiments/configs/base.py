@@ -112,6 +112,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.sample.class_label = -1  # class-conditional models: -1 cycles over the classes
     c.sample.guidance = "none"  # none | cfg (classifier-free, needs num_classes > 0)
     c.sample.gamma = 1.0  # guidance strength (0: unconditional, 1: conditional)
+    # block diffusion (masking): positions per block, sample.sampler inside each block with
+    # sample.steps per block; 0 = the model's block size (loss.block_size), else the
+    # whole sequence at once. With the model's block size the exact KV cache is used.
+    c.sample.block_size = 0
+    c.sample.eos_id = -1  # masking: stop each sample after its first EOS (-1 = off)
+    c.sample.threshold = 0.0  # confidence: Fast-dLLM threshold decoding (0 = off)
     # any other keyword option of the sampler, e.g. --config.sample.options.eta=0.02
     # (remdm); checked against the sampler's signature before training starts
     c.sample.options = ml_collections.ConfigDict()
