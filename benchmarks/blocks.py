@@ -35,7 +35,6 @@ from collections.abc import Callable
 
 import _record
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 import ddjax as dd
