@@ -3,20 +3,25 @@ full-sequence masked sampling and cached autoregressive decoding.
 
 A small DiT / CausalTransformer (``--layers`` x ``--width``, random weights, all
 perturbed so that the logits are not all 0) at L = ``--length`` (1024) on the CPU, K = 28
-data tokens, batch ``--batch``. Rows, each compiled first and then timed (the fastest of
-``--repeats`` runs):
+data tokens, batch ``--batch``. Rows:
 
 * (a) ``full first_hitting``: masked sampling of the whole sequence, one token per call,
   L calls of the bidirectional DiT over all L positions. Timed on a reduced run of
   ``--full-calls`` calls (first_hitting with ``tokens_per_call = L / full-calls``: the
-  same network call, fewer of them); the cost of L calls is time per call x L (stated).
+  same network call, fewer of them); the cost per token is the time per call (L calls
+  for L tokens).
 * (b) ``block diffusion + cache``: ``dd.samplers.block_diffusion`` with
   ``dd.models.block_denoiser(model, process)`` (the exact KV cache) on a block-causal
   DiT at block size 4 and 16, inner ancestral with ``steps = block_size`` per block:
   one call per token (each on the block's positions against the cache) plus one cache
-  write per block. Full length.
-* (c) ``AR + cache``: ``dd.samplers.autoregressive`` (``cached_step``), L one-token
-  calls. Full length.
+  write per block.
+* (c) ``AR + cache``: ``dd.samplers.autoregressive`` (``cached_step``), one one-token
+  call per token.
+
+Rows (b) and (c) are timed on the first ``--tokens`` tokens with the full-length (L)
+KV buffers: shapes are static, so every block (position) costs the same whatever its
+place. The rows are compiled first, then timed in ``--repeats`` interleaved rounds (the
+fastest of each), so a change of machine load moves every row alike.
 
 Targets (from issue 12): (b) at block 16 <= 2x (c) per token and >= 10x cheaper than
 (a). The cache's memory (the prefix's keys and values) is printed against the
@@ -24,7 +29,7 @@ parameters'. Threshold decoding (confidence, ``threshold``) inside blocks of 16:
 per token, on this random network (no trained model here, so no generative perplexity).
 
     python benchmarks/blocks.py                 # L = 1024 (minutes on 2 cores)
-    python benchmarks/blocks.py --length 64 --full-calls 4 --repeats 1   # smoke
+    python benchmarks/blocks.py --length 64 --tokens 32 --full-calls 4 --repeats 1  # smoke
 """
 
 from __future__ import annotations
@@ -51,17 +56,24 @@ def perturbed(model: nnx.Module, seed: int, scale: float = 0.05) -> nnx.Module:
     return nnx.merge(graphdef, jax.tree.unflatten(tree, leaves))
 
 
-def timed(fn: Callable, *args, repeats: int) -> tuple[float, float, object]:
-    """(compile + first run seconds, fastest of ``repeats`` runs, the last output)."""
+def compiled(fn: Callable, *args) -> tuple[Callable, float, object]:
+    """(the jitted fn, compile + first-run seconds, its output)."""
+    fn = jax.jit(fn)
     start = time.perf_counter()
     out = jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - start
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - start)
-    return first, best, out
+    return fn, time.perf_counter() - start, out
+
+
+def interleaved(runs: dict[str, tuple[Callable, tuple]], rounds: int) -> dict[str, float]:
+    """The fastest of ``rounds`` runs of each entry, the entries alternating within each
+    round (a change of machine load then moves every row alike)."""
+    best = {name: float("inf") for name in runs}
+    for _ in range(rounds):
+        for name, (fn, args) in runs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def nbytes(tree: object) -> int:
@@ -76,13 +88,14 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--blocks", default="4,16", help="block sizes of row (b)")
-    parser.add_argument("--full-calls", type=int, default=32, help="calls timed for row (a)")
+    parser.add_argument("--full-calls", type=int, default=8, help="calls timed for row (a)")
+    parser.add_argument("--tokens", type=int, default=128, help="tokens timed in rows (b), (c)")
     parser.add_argument("--thresholds", default="0.5,0.7,0.9")
     parser.add_argument(
         "--threshold-scale", type=float, default=0.25,
         help="weight scale of the threshold rows' random DiT (larger: more confident)",
     )  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (fastest)")
     parser.add_argument("--record", default=None, help="also write the output here (markdown)")
     args = parser.parse_args()
     with _record.recorded(args.record):
@@ -109,7 +122,14 @@ def bench(args: argparse.Namespace) -> None:
         f"B = {batch}"
     )
     key = jax.random.PRNGKey(0)
-    rows: list[tuple[str, int, float, float, str]] = []  # name, calls, s/token, compile, note
+    tokens = args.tokens
+    print(
+        f"rows (b), (c): the first {tokens} tokens timed, with the full L = {length} KV "
+        "buffers (static shapes: every block / position costs the same); row (a): "
+        f"{args.full_calls} calls of the full-length sampler timed, x L calls"
+    )
+    runs: dict[str, tuple[Callable, tuple]] = {}
+    info: dict[str, dict] = {}
 
     # (a) full-sequence first_hitting: time per call on a reduced run
     full = dit(None)
@@ -125,13 +145,9 @@ def bench(args: argparse.Namespace) -> None:
             k, den, process, (batch, length), tokens_per_call=length // n_calls
         )
 
-    first, best, _ = timed(jax.jit(run_full), params, key, repeats=args.repeats)
-    per_call = best / n_calls
-    rows.append(
-        ("(a) full first_hitting", length, per_call, first - best,
-         f"{per_call * 1e3:.1f} ms/call x {length} calls (timed: {n_calls} calls)")
-    )  # fmt: skip
-    print(f"  (a) full first_hitting: {per_call * 1e3:.2f} ms per call ({n_calls} calls timed)")
+    fn, comp, _ = compiled(run_full, params, key)
+    runs["(a) full first_hitting"] = (fn, (params, key))
+    info["(a) full first_hitting"] = dict(calls=length, per=n_calls, compile=comp)
 
     # (b) block diffusion with the exact KV cache
     cache_bytes = {}
@@ -142,16 +158,14 @@ def bench(args: argparse.Namespace) -> None:
         def run_block(p, k, graphdef_b=graphdef_b, bs=bs):
             bd = dd.models.block_denoiser((graphdef_b, p), process)
             return dd.samplers.block_diffusion(
-                k, bd, process, (batch, length), block_size=bs, steps=bs, return_calls=True
+                k, bd, process, (batch, tokens), block_size=bs, steps=bs, return_calls=True
             )
 
-        first, best, (_, calls) = timed(jax.jit(run_block), params_b, key, repeats=args.repeats)
+        fn, comp, (_, calls) = compiled(run_block, params_b, key)
         cache_bytes[bs] = nbytes(model.init_cache(batch))
-        rows.append(
-            (f"(b) block {bs} + cache", int(calls), best / length, first - best,
-             f"{int(calls)} calls + {length // bs} cache writes, full run {best:.2f} s")
-        )  # fmt: skip
-        print(f"  (b) block {bs}: {best:.2f} s for {length} tokens ({int(calls)} calls)")
+        name = f"(b) block {bs} + cache"
+        runs[name] = (fn, (params_b, key))
+        info[name] = dict(calls=int(calls) * length // tokens, per=tokens, compile=comp)
 
     # (c) AR with the KV cache
     ctor = lambda rngs: dd.models.CausalTransformer(vocab_size=VOCAB, rngs=rngs, **size)  # noqa: E731
@@ -159,14 +173,25 @@ def bench(args: argparse.Namespace) -> None:
     graphdef_a, params_a = nnx.split(ar, nnx.Param)
 
     def run_ar(p, k):
-        return dd.samplers.autoregressive(k, (graphdef_a, p), (batch, length))
+        return dd.samplers.autoregressive(k, (graphdef_a, p), (batch, tokens))
 
-    first, best, _ = timed(jax.jit(run_ar), params_a, key, repeats=args.repeats)
-    rows.append(("(c) AR + cache", length, best / length, first - best, f"full run {best:.2f} s"))
-    print(f"  (c) AR + cache: {best:.2f} s for {length} tokens")
+    fn, comp, _ = compiled(run_ar, params_a, key)
+    runs["(c) AR + cache"] = (fn, (params_a, key))
+    info["(c) AR + cache"] = dict(calls=length, per=tokens, compile=comp)
 
+    best = interleaved(runs, args.repeats)
+    rows = []
+    for name in runs:
+        d = info[name]
+        per_unit = best[name] / d["per"]  # per call (a) / per token (b, c)
+        if name.startswith("(a)"):
+            note = f"{per_unit * 1e3:.1f} ms/call x {length} calls ({n_calls} calls timed)"
+        else:
+            note = f"{best[name]:.2f} s for {tokens} tokens"
+        rows.append((name, d["calls"], per_unit, d["compile"], note))
+        print(f"  {name}: {note}")
     print()
-    print("| row | calls | ms / token | vs (c) AR + cache | (a) / row | compile (s) | how |")
+    print("| row | calls for L | ms / token | vs (c) AR + cache | (a) / row | compile (s) | how |")
     print("|---|---|---|---|---|---|---|")
     ar_tok, full_tok = rows[-1][2], rows[0][2]
     for name, calls, tok, comp, note in rows:
@@ -204,8 +229,8 @@ def bench(args: argparse.Namespace) -> None:
         f"threshold decoding (confidence inside blocks of {bs}, random network with weights "
         f"N(0, {args.threshold_scale}^2), so that some positions are confident):"
     )
-    print("| decoding | calls | calls / token | ms / token |")
-    print("|---|---|---|---|")
+    print(f"| decoding (L = {length}) | calls | calls / token |")
+    print("|---|---|---|")
     settings = [("fixed steps (confidence, steps = block)", None)]
     settings += [(f"threshold {float(t)}", float(t)) for t in args.thresholds.split(",")]
     for label, thr in settings:
@@ -218,9 +243,9 @@ def bench(args: argparse.Namespace) -> None:
                 return_calls=True, **options,
             )  # fmt: skip
 
-        _, best, (_, calls) = timed(jax.jit(run_thr), params_t, key, repeats=1)
+        _, _, (_, calls) = compiled(run_thr, params_t, key)
         calls = int(calls)
-        print(f"| {label} | {calls} | {calls / length:.3f} | {best / length * 1e3:.3f} |")
+        print(f"| {label} | {calls} | {calls / length:.3f} |")
     print(
         "(no trained model at hand: calls per token only; generative perplexity against "
         "fixed-step decoding needs a trained BD3-LM)"

@@ -42,7 +42,7 @@ def test_blocks_benchmark_records_its_table(tmp_path):
     record = tmp_path / "blocks.md"
     cmd = [
         sys.executable, "benchmarks/blocks.py", "--length", "32", "--batch", "1",
-        "--layers", "1", "--width", "32", "--heads", "2", "--full-calls", "2",
+        "--layers", "1", "--width", "32", "--heads", "2", "--full-calls", "2", "--tokens", "16",
         "--thresholds", "0.9", "--repeats", "1", "--record", str(record),
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
