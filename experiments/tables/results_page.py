@@ -121,6 +121,18 @@ BENCHMARKS = [
         "made the ratios read low (ancestral 0.95 then, 1.09 against the net loop now).",
     ),
     (
+        "blocks",
+        "Fast generation: block diffusion with the KV cache, full-sequence sampling, cached AR",
+        "python benchmarks/blocks.py --record docs/benchmarks/blocks.md",
+        "Cost per generated token at L = 1024, B = 1 on the CPU with a small random model "
+        "(4 layers x 128): (a) full-sequence first_hitting (L calls over all L positions), "
+        "(b) block diffusion with the exact KV cache at block 4 and 16 (one call per token on "
+        "the block's positions, plus one cache write per block), (c) AR with the KV cache. "
+        "Targets: (b) at block 16 <= 2x (c) per token and >= 10x cheaper than (a). Threshold "
+        "decoding: calls per token on a random network (no trained model: no generative "
+        "perplexity).",
+    ),
+    (
         "train_gpu",
         "GPU: training tokens/s and model FLOP utilisation (text8 config)",
         "python benchmarks/train.py --config=experiments/configs/text8_mdlm.py "
