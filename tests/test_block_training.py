@@ -96,3 +96,19 @@ def test_bd3lm_smoke_run_trains_and_reports_validation_bits(tmp_path):
     assert "validation bits per char" in out.stdout
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert any("eval/nelbo_bits_per_char" in r for r in rows)
+
+
+def test_block_sizes_reading_follows_the_numbers():
+    from experiments.tables import block_sizes
+
+    text = block_sizes.reading(
+        {"ar": 2.0, "1": 2.1, "4": 2.5, "16": 2.4, "L": 3.0, "mdlm": 3.05},
+        {"4": 0.01, "16": 0.01, "L": 0.2},
+    )
+    assert "block 1 (2.100) vs block 4 (2.500): the smaller block is better" in text
+    assert "block 4 (2.500) vs block 16 (2.400): the larger block is better here" in text
+    assert "block 16 (2.400) vs block L (3.000): the smaller block is better" in text
+    assert "AR 2.000: closest BD3-LM row is block 1" in text
+    assert "MDLM 3.050: closest BD3-LM row is block L" in text
+    tie = block_sizes.reading({"4": 2.5, "16": 2.52}, {"4": 0.02, "16": 0.02})
+    assert "a tie within two standard errors" in tie
