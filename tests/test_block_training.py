@@ -112,3 +112,58 @@ def test_block_sizes_reading_follows_the_numbers():
     assert "MDLM 3.050: closest BD3-LM row is block L" in text
     tie = block_sizes.reading({"4": 2.5, "16": 2.52}, {"4": 0.02, "16": 0.02})
     assert "a tie within two standard errors" in tie
+
+
+def test_the_one_pass_gives_every_block_its_sampler_conditional():
+    """BD3-LM's one pass over [x_t ; x0] is the per-block computation: block b's logits
+    equal those of the plain block-causal call on (clean blocks < b, noisy block b,
+    anything after), the block sampler's input. Random (non-zero) parameters, so every
+    path through the network matters."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from ddjax import models
+
+    k, length, bs = 5, 12, 3
+    model = models.DiT(
+        vocab_size=k + 1,
+        out_size=k,
+        num_layers=2,
+        width=16,
+        num_heads=2,
+        max_len=length,
+        time_conditioning=False,
+        block_size=bs,
+        rngs=nnx.Rngs(0),
+    )
+    graphdef, params = nnx.split(model, nnx.Param)
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    leaves = [0.5 * jax.random.normal(r, v.shape) for r, v in zip(keys, leaves, strict=True)]
+    params = jax.tree.unflatten(tree, leaves)
+    one_pass_fn = jax.jit(lambda p, xt, c: models.apply(graphdef, p, xt, None, x0=c))
+    plain_fn = jax.jit(lambda p, z: models.apply(graphdef, p, z, None))
+    rng = np.random.default_rng(0)
+    x0 = jnp.asarray(rng.integers(0, k, size=(3, length)))
+    x_t = jnp.where(jnp.asarray(rng.uniform(size=(3, length)) < 0.5), k, x0)
+    one_pass = one_pass_fn(params, x_t, x0)
+    pos = jnp.arange(length)
+    nb = length // bs
+    junk = jnp.asarray(rng.integers(0, k + 1, size=(nb, 3, length)))  # after the block
+    z = jnp.stack(
+        [
+            jnp.where(pos < b * bs, x0, jnp.where(pos < (b + 1) * bs, x_t, junk[b]))
+            for b in range(nb)
+        ]
+    )  # [nb, 3, L]: clean blocks < b, noisy block b, anything after
+    plain = plain_fn(params, z.reshape(nb * 3, length)).reshape(nb, 3, length, k)
+    for b in range(nb):
+        np.testing.assert_allclose(
+            one_pass[:, b * bs : (b + 1) * bs], plain[b, :, b * bs : (b + 1) * bs], atol=1e-4
+        )
+    # and the clean half matters: other clean tokens before block 2 change block 2
+    other = x0.at[:, 0].set((x0[:, 0] + 1) % k)
+    changed = one_pass_fn(params, x_t, other)
+    assert not np.allclose(changed[:, 2 * bs : 3 * bs], one_pass[:, 2 * bs : 3 * bs])
