@@ -380,3 +380,34 @@ def test_block_objective_checks():
         Objective("masked_elbo", MASKING, fn, block_size=2)
     with pytest.raises(ValueError, match="0 <= beta < omega <= 1"):
         Objective("masked_elbo", MASKING, fn, mask_rate=(0.8, 0.3))
+
+
+def test_sample_times_and_masked_elbo_take_the_clipped_schedule_too():
+    """sample_times(mask_rate=...) and Objective('masked_elbo', mask_rate=...): the
+    network sees times whose mask rates are stratified over [beta, omega] in training and
+    the full range in evaluation."""
+    from ddjax import losses
+    from ddjax.training import Objective
+
+    sched = MASKING.schedule
+    t = losses.sample_times(jax.random.PRNGKey(0), 256, mask_rate=(0.2, 0.7), schedule=sched)
+    rate = np.sort(np.asarray(sched.one_minus_alpha(t)))
+    assert 0.2 - 1e-6 <= rate[0] and rate[-1] <= 0.7 + 1e-6
+    np.testing.assert_allclose(np.diff(rate), 0.5 / 256, atol=1e-5)  # one per stratum
+    with pytest.raises(ValueError, match="schedule"):
+        losses.sample_times(jax.random.PRNGKey(0), 4, mask_rate=(0.2, 0.7))
+    seen = []
+
+    def apply_fn(params, x, t, labels, dropout_key=None):
+        seen.append(np.asarray(t))
+        return jnp.zeros((*x.shape, K))
+
+    obj = Objective("masked_elbo", MASKING, apply_fn, mask_rate=(0.2, 0.7))
+    u = (jnp.arange(64) + 0.5) / 64
+    keys = jax.random.split(jax.random.PRNGKey(1), 64)
+    x0 = jnp.zeros((64, L), jnp.int32)
+    obj.loss(None, x0, None, u, keys)
+    obj.nelbo(None, x0, None, u, keys)
+    train_rate = np.asarray(sched.one_minus_alpha(seen[0]))
+    np.testing.assert_allclose(train_rate, 0.2 + 0.5 * np.asarray(u), atol=1e-5)
+    np.testing.assert_allclose(seen[1], 1e-5 + (1 - 2e-5) * np.asarray(u), atol=1e-6)
