@@ -16,6 +16,7 @@ QUICK = [
     ("experiments.tables.sampling_quality", "sampling_quality", None),
     ("experiments.tables.digits", "digits", "--rows=digits_d3pm_gauss,digits_mdlm"),
     ("experiments.tables.guidance_digits", "guidance_digits", None),
+    ("experiments.tables.block_sizes", "block_sizes", "--rows=4"),
 ]
 
 

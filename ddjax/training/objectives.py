@@ -188,8 +188,15 @@ class Objective:
             raise ValueError(f"block_size is for loss 'block_masked_elbo', not {self.name!r}")
         if self.mask_rate is not None:
             losses.check_mask_rate(self.mask_rate)
-            if self.process is None or self.process.is_discrete_time:
-                raise ValueError("mask_rate (the clipped schedule) needs a continuous-time loss")
+            if (
+                self.process is None
+                or self.process.is_discrete_time
+                or self.name == "any_order_nll"
+            ):
+                raise ValueError(
+                    "mask_rate (the clipped schedule) needs a continuous-time loss that draws "
+                    f"times, not {self.name!r}"
+                )
 
     # -- helpers -------------------------------------------------------------
 
@@ -338,7 +345,7 @@ class Objective:
     ) -> Array:
         """BD3-LM: every block noised at its own time, one pass over [x_t ; x0]."""
         p, bs = self.process, self.block_size
-        b, length = x0.shape
+        length = x0.shape[-1]
         if length % bs:
             raise ValueError(f"block_size {bs} must divide the sequence length {length}")
         nb = length // bs
@@ -352,7 +359,12 @@ class Objective:
     # -- sampling -------------------------------------------------------------
 
     def denoiser(self, params: Any, labels: Array | None = None) -> Callable[[Array, Array], Array]:
-        """``denoiser(x_t int32[B, L], t float32[B] (int32 steps for D3PM)) -> log_probs``."""
+        """``denoiser(x_t int32[B, L], t float32[B] (int32 steps for D3PM)) -> log_probs``.
+
+        For 'block_masked_elbo' this is the block-causal network's plain call: position i
+        sees its own block and the earlier blocks of ``x_t`` as given, which is the block
+        sampler's contract when those blocks are clean (``dd.samplers.block_diffusion``).
+        """
         if self.name == "ar":
             raise ValueError("an autoregressive model has no denoiser; use sample_ar")
 
