@@ -34,6 +34,8 @@ __all__ = [
     "JointTarget",
     "ExactLaw",
     "exact_law",
+    "exact_planner",
+    "smoothed_log_likelihood",
 ]
 
 Denoiser = Callable[[Array, Array], Array]
@@ -335,3 +337,6 @@ class JointTarget:
 # The exact output laws of samplers (imports the samplers, so it comes last).
 from ddjax.testing import exact_law  # noqa: E402
 from ddjax.testing.exact_law import ExactLaw  # noqa: E402
+
+# Oracle pieces for steering and posterior samplers.
+from ddjax.testing.posterior import exact_planner, smoothed_log_likelihood  # noqa: E402
