@@ -36,6 +36,7 @@ __all__ = [
     "exact_law",
     "exact_planner",
     "smoothed_log_likelihood",
+    "ddpd_law",
 ]
 
 Denoiser = Callable[[Array, Array], Array]
@@ -339,4 +340,4 @@ from ddjax.testing import exact_law  # noqa: E402
 from ddjax.testing.exact_law import ExactLaw  # noqa: E402
 
 # Oracle pieces for steering and posterior samplers.
-from ddjax.testing.posterior import exact_planner, smoothed_log_likelihood  # noqa: E402
+from ddjax.testing.posterior import ddpd_law, exact_planner, smoothed_log_likelihood  # noqa: E402

@@ -33,6 +33,11 @@ SECTIONS = [
         "Exact toy table: samplers against the oracle",
         "python -m experiments.tables.exact_toy",
     ),
+    (
+        "posterior_oracle",
+        "Posterior and planned samplers against the oracle (split_gibbs, aps, ddpd, pc_sampler)",
+        "python -m experiments.tables.posterior_oracle",
+    ),
     ("digits", "Digits: bits per pixel", "python -m experiments.tables.digits"),
     (
         "guidance_digits",
