@@ -10,14 +10,18 @@ step class and ``driver.public(...)``, registered in :data:`STEPS` below.
 from ddjax.random import categorical, gumbel
 from ddjax.samplers import driver, transforms
 from ddjax.samplers.ancestral import Ancestral, ancestral
+from ddjax.samplers.aps import APS, aps
 from ddjax.samplers.autoregressive import autoregressive  # not a step class: causal models
 from ddjax.samplers.block_diffusion import BlockDenoiser, block_diffusion  # runs a step per block
 from ddjax.samplers.confidence import Confidence, confidence
+from ddjax.samplers.ddpd import DDPD, ddpd
 from ddjax.samplers.driver import count_calls
 from ddjax.samplers.euler import Euler, euler
 from ddjax.samplers.first_hitting import FirstHitting, first_hitting
 from ddjax.samplers.flow import DfmEuler, dfm_euler
+from ddjax.samplers.pc_sampler import PCSampler, pc_sampler
 from ddjax.samplers.remdm import Remdm, remdm
+from ddjax.samplers.split_gibbs import split_gibbs
 from ddjax.samplers.tau_leaping import (
     PredictorCorrector,
     TauLeaping,
@@ -41,6 +45,7 @@ STEPS: tuple[type[driver.Step], ...] = (
     FirstHitting,
     Remdm,
     Confidence,
+    PCSampler,
 )
 
 STEP_CLASSES: dict[str, type[driver.Step]] = {cls.name: cls for cls in STEPS}
@@ -81,7 +86,14 @@ __all__ = [
     "BlockDenoiser",
     "autoregressive",
     "count_calls",
+    "pc_sampler",
     *(c.__name__ for c in STEPS),
+    # posterior / planned samplers with their own call shapes (not in STEPS)
+    "split_gibbs",
+    "aps",
+    "APS",
+    "ddpd",
+    "DDPD",
     "categorical",
     "gumbel",
     "temperature",

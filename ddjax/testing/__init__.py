@@ -34,6 +34,9 @@ __all__ = [
     "JointTarget",
     "ExactLaw",
     "exact_law",
+    "exact_planner",
+    "smoothed_log_likelihood",
+    "ddpd_law",
 ]
 
 Denoiser = Callable[[Array, Array], Array]
@@ -356,3 +359,6 @@ class JointTarget:
 # (which imports the samplers, so these come last).
 from ddjax.testing import blocks, exact_law  # noqa: E402
 from ddjax.testing.exact_law import ExactLaw  # noqa: E402
+
+# Oracle pieces for steering and posterior samplers.
+from ddjax.testing.posterior import ddpd_law, exact_planner, smoothed_log_likelihood  # noqa: E402

@@ -38,6 +38,11 @@ SECTIONS = [
         "Block diffusion (BD3-LM): bits per char against block size",
         "python -m experiments.tables.block_sizes",
     ),
+    (
+        "posterior_oracle",
+        "Posterior and planned samplers against the oracle (split_gibbs, aps, ddpd, pc_sampler)",
+        "python -m experiments.tables.posterior_oracle",
+    ),
     ("digits", "Digits: bits per pixel", "python -m experiments.tables.digits"),
     (
         "guidance_digits",
