@@ -8,13 +8,16 @@ step class and ``driver.public(...)``, registered in :data:`STEPS` below.
 """
 
 from ddjax.random import categorical, gumbel
-from ddjax.samplers import driver, transforms
+from ddjax.samplers import driver, transforms, weights
 from ddjax.samplers.ancestral import Ancestral, ancestral
 from ddjax.samplers.confidence import Confidence, confidence
+from ddjax.samplers.edlm import Edlm, edlm
 from ddjax.samplers.euler import Euler, euler
 from ddjax.samplers.first_hitting import FirstHitting, first_hitting
 from ddjax.samplers.flow import DfmEuler, dfm_euler
 from ddjax.samplers.remdm import Remdm, remdm
+from ddjax.samplers.smc import Smc, SmcInfo, smc
+from ddjax.samplers.svdd import Svdd, SvddValue, svdd, svdd_value
 from ddjax.samplers.tau_leaping import (
     PredictorCorrector,
     TauLeaping,
@@ -39,6 +42,13 @@ STEPS: tuple[type[driver.Step], ...] = (
     Remdm,
     Confidence,
 )
+
+# Steering samplers (issue 11): step classes on the driver too, with required options
+# (a potential, value or sequence model), so they are kept out of STEPS / SAMPLERS, whose
+# entries run with only the common options. Each has a one-step law test
+# (tests/test_step_laws.py, STEERING_COVERED).
+STEERING: tuple[type[driver.Step], ...] = (Smc, Svdd, Edlm)
+STEERING_SAMPLERS = {cls.name: cls.function for cls in STEERING}
 
 STEP_CLASSES: dict[str, type[driver.Step]] = {cls.name: cls for cls in STEPS}
 # name -> the public function (driver.public(cls) of each step class)
@@ -75,6 +85,17 @@ __all__ = [
     "remdm",
     "confidence",
     *(c.__name__ for c in STEPS),
+    # steering (issue 11)
+    "smc",
+    "svdd",
+    "svdd_value",
+    "edlm",
+    *(c.__name__ for c in STEERING),
+    "SmcInfo",
+    "SvddValue",
+    "STEERING",
+    "STEERING_SAMPLERS",
+    "weights",
     "categorical",
     "gumbel",
     "temperature",

@@ -34,6 +34,8 @@ __all__ = [
     "JointTarget",
     "ExactLaw",
     "exact_law",
+    "steering",
+    "soft_value",
 ]
 
 Denoiser = Callable[[Array, Array], Array]
@@ -332,6 +334,8 @@ class JointTarget:
         return fn
 
 
-# The exact output laws of samplers (imports the samplers, so it comes last).
-from ddjax.testing import exact_law  # noqa: E402
+# The exact output laws of samplers (imports the samplers, so it comes last), and the
+# exact answers for the steering samplers (soft values, normalisers).
+from ddjax.testing import exact_law, steering  # noqa: E402
 from ddjax.testing.exact_law import ExactLaw  # noqa: E402
+from ddjax.testing.steering import soft_value  # noqa: E402
