@@ -131,7 +131,8 @@ def test_smc_reaches_the_tilted_law(target, masking, rewards, reward_fn, denoise
 
 
 def test_smc_common_options(target, masking, denoiser, reward_fn):
-    """fixed holds tokens in every particle; the trajectory holds every particle."""
+    """fixed holds tokens in every particle; the trajectory holds every particle; svdd and
+    edlm run with fixed, t_max, final_step and top_k."""
     fixed = jnp.full((4, L), -1).at[:, 1].set(2)
     x, traj = run(
         dd.samplers.smc, denoiser, masking, (4, L), steps=3, num_particles=5,
@@ -141,6 +142,15 @@ def test_smc_common_options(target, masking, denoiser, reward_fn):
     assert x.shape == (4, L) and traj.shape == (3, 20, L)
     assert np.all(np.asarray(x)[:, 1] == 2) and np.all(np.asarray(traj)[:, :, 1] == 2)
     assert np.all(np.asarray(x) < K)
+    # svdd and edlm take the common options too
+    value = lambda x, t: reward_fn(jnp.minimum(x, K - 1))
+    for fn, options in (
+        (dd.samplers.svdd, {"value_fn": value, "num_candidates": 3, "alpha": 1.0}),
+        (dd.samplers.edlm, {"log_joint": reward_fn, "num_candidates": 3, "t_stop": 0.3}),
+    ):
+        x = run(fn, denoiser, masking, (4, L), steps=3, fixed=fixed, t_max=0.8,
+                final_step="argmax", top_k=2, **options)  # fmt: skip
+        assert np.all(np.asarray(x)[:, 1] == 2) and np.all(np.asarray(x) < K)
 
 
 @pytest.mark.slow
