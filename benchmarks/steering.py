@@ -65,12 +65,14 @@ def timed(fn: Callable, *args) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def compiled(fn, denoise, params, process, shape, steps):
+def compiled(fn, denoise, params, process, shape, steps, quick=False):
     def run(a, k):
         den = partial(denoise, a)
         return fn(k, den, process, shape, steps)
 
-    return jax.jit(run).lower(params, jax.random.key(0)).compile()
+    # --quick is a smoke test: XLA's cheapest compilation (the ratios are not meant then)
+    options = {"xla_backend_optimization_level": 0} if quick else None
+    return jax.jit(run, compiler_options=options).lower(params, jax.random.key(0)).compile()
 
 
 def main() -> None:
@@ -103,13 +105,14 @@ def _bench(args: argparse.Namespace) -> None:
         process = dd.processes.Masking(vocab_size=vocab)
         graphdef, params = bench.build_model(vocab, l)
         denoise = bench.make_denoiser(graphdef, vocab)
-        anc = compiled(method("ancestral", 1), denoise, params, process, (b, l), steps)
+        q = args.quick
+        anc = compiled(method("ancestral", 1), denoise, params, process, (b, l), steps, q)
         reps = repeats if vocab <= 4096 else min(repeats, 3)  # a forward is seconds at 50258
         for n in ns:
-            many = compiled(method("ancestral", 1), denoise, params, process, (b * n, l), steps)
+            many = compiled(method("ancestral", 1), denoise, params, process, (b * n, l), steps, q)
             for name in ("smc", "svdd"):
                 start = time.perf_counter()
-                fn = compiled(method(name, n), denoise, params, process, (b, l), steps)
+                fn = compiled(method(name, n), denoise, params, process, (b, l), steps, q)
                 compile_s = time.perf_counter() - start
                 for f in (fn, anc, many):  # untimed first runs
                     timed(f, params, jax.random.key(0))
