@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -885,8 +886,11 @@ def pair_selection_law(step_matrix, w):
     return 2.0 * step_matrix * (step_matrix @ pair.T)
 
 
+@pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("kind", PROCESSES)
-def test_svdd_two_candidate_step(kind):
+def test_svdd_two_candidate_step(kind, shared, monkeypatch):
+    """Candidates drawn vmapped from the shared output (shared) or on B * M copied rows."""
+    monkeypatch.setattr(sys.modules["ddjax.samplers.svdd"], "SHARED_DRAWS", shared)
     ref = Dense(kind)
     t, s, alpha = 0.6, 0.45, 0.7
     rng = np.random.default_rng(11)
