@@ -140,9 +140,11 @@ def main() -> None:
         f"log-probabilities at temperature 0.35). N: particles (smc) or candidates (svdd, edlm); "
         f"N = 1 is the ancestral sampler for every method. TV floor: the expected TV of "
         f"{n} exact draws. 'limit': the TV of the ancestral law's tilt to the target at that "
-        f"step count (exact), what smc reaches as N grows (and svdd up to its own "
-        f"finite-candidate bias). The ancestral (exact law) rows for edlm's target are the "
-        f"exact TV of the plain ancestral sampler with no Monte Carlo noise.\n\n" + reading(rows)
+        f"step count (exact), what smc reaches as N grows; svdd's large-N law is a "
+        f"different one (its last step, whose value is r itself, re-tilts the proposal's x0 "
+        f"law, so svdd_value can fall below this column). The ancestral (exact law) rows for "
+        f"edlm's target are the exact TV of the plain ancestral sampler with no Monte Carlo "
+        f"noise.\n\n" + reading(rows)
     )
     out_dir = args.out or _report.DOCS / "tables"
     path = _report.write("steering_oracle", header, rows, started, notes, out_dir)
