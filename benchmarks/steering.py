@@ -15,7 +15,8 @@ ancestral, ancestral on B * N rows, ...; the fastest of each), compile time apar
 network on B * N rows per step; svdd uses the paper's cheap value
 ``svdd_value(denoiser, r)``, whose call on the B * N candidates is also the next step's
 proposal (one call on B * N rows per step). The reward is a cheap token count
-r(x) = 2 * mean(x == 3), and smc's twist G_t = (1 - t) r(x_t).
+r(x) = 2 * mean(x == 3), and smc's twist G_t = (1 - t) r(x_t). smc_batched is smc with
+``particle_batches = N``: the proposal in N sequential calls on B rows (``lax.map``).
 
     python benchmarks/steering.py --quick      # K = 28, N = 2, tiny sizes (the smoke test)
     python benchmarks/steering.py              # K = 28 and 50258, N = 4 and 8
@@ -47,11 +48,13 @@ def method(name: str, n: int):
     """(key, denoiser, process, shape, steps) -> samples, for ``name`` with N = n."""
     if name == "ancestral":
         return lambda k, d, p, shape, steps: dd.samplers.ancestral(k, d, p, shape, steps=steps)
-    if name == "smc":
+    if name in ("smc", "smc_batched"):
         g = lambda x, t: (1.0 - t) * reward(x)  # noqa: E731
+        parts = n if name == "smc_batched" else 1
         return lambda k, d, p, shape, steps: dd.samplers.smc(
-            k, d, p, shape, steps=steps, log_potential=g, num_particles=n
-        )
+            k, d, p, shape, steps=steps, log_potential=g, num_particles=n,
+            particle_batches=parts,
+        )  # fmt: skip
     return lambda k, d, p, shape, steps: dd.samplers.svdd(
         k, d, p, shape, steps=steps, value_fn=dd.samplers.svdd_value(d, reward),
         num_candidates=n, alpha=0.1,
@@ -110,7 +113,7 @@ def _bench(args: argparse.Namespace) -> None:
         reps = repeats if vocab <= 4096 else min(repeats, 3)  # a forward is seconds at 50258
         for n in ns:
             many = compiled(method("ancestral", 1), denoise, params, process, (b * n, l), steps, q)
-            for name in ("smc", "svdd"):
+            for name in ("smc", "svdd") if q else ("smc", "smc_batched", "svdd"):
                 start = time.perf_counter()
                 fn = compiled(method(name, n), denoise, params, process, (b, l), steps, q)
                 compile_s = time.perf_counter() - start
@@ -151,7 +154,8 @@ def _bench(args: argparse.Namespace) -> None:
         )
     print(
         "\nsmc: one network call per step on B * N rows, log_potential on them, systematic "
-        "resampling in the loop; svdd: svdd_value (the argmax-x0 reward), one call on "
+        "resampling in the loop; smc_batched: the same with particle_batches = N (N calls on "
+        "B rows per step); svdd: svdd_value (the argmax-x0 reward), one call on "
         "B * N candidate rows per step (shared with the next proposal) and one on B rows "
         "at the start; ancestral: one call on B rows per step."
     )
