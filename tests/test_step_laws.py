@@ -886,8 +886,11 @@ def pair_selection_law(step_matrix, w):
     return 2.0 * step_matrix * (step_matrix @ pair.T)
 
 
-@pytest.mark.parametrize("shared", [True, False])
-@pytest.mark.parametrize("kind", PROCESSES)
+@pytest.mark.parametrize(
+    "kind,shared",
+    [("masking", True), ("masking", False), ("uniform", True),
+     pytest.param("uniform", False, marks=pytest.mark.slow)],
+)  # fmt: skip
 def test_svdd_two_candidate_step(kind, shared, monkeypatch):
     """Candidates drawn vmapped from the shared output (shared) or on B * M copied rows."""
     monkeypatch.setattr(sys.modules["ddjax.samplers.svdd"], "SHARED_DRAWS", shared)
