@@ -55,3 +55,15 @@ def test_blocks_benchmark_records_its_table(tmp_path):
     assert rows["(b) block 16 + cache"][1] == "32"  # one call per token
     assert "KV cache (block 16): 8,192 bytes" in text  # 2 x 1 x 1 x 32 x 32 x 4
     assert "| threshold 0.9 |" in text
+
+
+def test_steering_benchmark_records_its_ratios(tmp_path):
+    record = tmp_path / "steering.md"
+    cmd = [sys.executable, "benchmarks/steering.py", "--quick", "--record", str(record)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = record.read_text()
+    assert text.startswith("Command: `python benchmarks/steering.py --quick")
+    rows = [line for line in text.splitlines() if line.startswith("| 28 |")]
+    assert [r.split(" | ")[1] for r in rows] == ["smc", "svdd"]
+    assert all(float(r.split(" | ")[6]) > 0 for r in rows)  # the ratio column

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -914,6 +915,146 @@ def test_pc_sampler_one_step(calibrated):
         want = np.stack([want_law(x, last) for x in starts])
         np.testing.assert_allclose(want.sum(-1), 1.0, atol=1e-12)
         assert_mc_close(emp, want, N_DRAWS, f"pc_sampler last={last}")
+
+
+# steering samplers (smc, svdd, edlm; not in STEPS: they need a potential / value /
+# sequence model): one step with two particles / candidates, exact by enumeration
+# --------------------------------------------------------------------------
+
+STEERING_COVERED = {"smc", "svdd", "edlm"}
+
+
+def test_every_steering_class_has_a_law_test():
+    assert {c.name for c in dd.samplers.STEERING} == STEERING_COVERED
+
+
+def state_table(ref, values):
+    """(x [B, L], t [B]) -> values[0][index(x)] + t * values[1][index(x)], in JAX."""
+    v0, v1 = (jnp.asarray(v, jnp.float32) for v in values)
+    weights = jnp.asarray(ref.n ** np.arange(L - 1, -1, -1), jnp.int32)
+
+    def fn(x, t):
+        idx = (x * weights).sum(-1)
+        return v0[idx] + jnp.asarray(t, jnp.float32) * v1[idx]
+
+    return fn
+
+
+def pair_selection_law(step_matrix, w):
+    """Two iid proposals y1, y2 ~ T[a], keep y_j w.p. w(y_j) / (w(y1) + w(y2)):
+    P(y | a) = 2 T[a, y] w(y) sum_z T[a, z] / (w(y) + w(z)): [S, S]."""
+    pair = w[:, None] / (w[:, None] + w[None, :])  # [y, z]
+    return 2.0 * step_matrix * (step_matrix @ pair.T)
+
+
+@pytest.mark.parametrize(
+    "kind,shared",
+    [("masking", True), ("masking", False), ("uniform", True),
+     pytest.param("uniform", False, marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_svdd_two_candidate_step(kind, shared, monkeypatch):
+    """Candidates drawn vmapped from the shared output (shared) or on B * M copied rows."""
+    monkeypatch.setattr(sys.modules["ddjax.samplers.svdd"], "SHARED_DRAWS", shared)
+    ref = Dense(kind)
+    t, s, alpha = 0.6, 0.45, 0.7
+    rng = np.random.default_rng(11)
+    values = 1.5 * rng.normal(size=(2, len(ref.states)))
+    step = dd.samplers.Svdd(value_fn=state_table(ref, values), num_candidates=2, alpha=alpha)
+    anc = ref.product(ref.all_laws(lambda x: ref.posterior(x, t, s)))
+    want = pair_selection_law(anc, np.exp((values[0] + s * values[1]) / alpha))
+    emp = sampled_matrix(ref, step_draw(step, ref.ctx(), t, s), n_draws=20_000, seed=11)
+    assert_mc_close(emp, want, 20_000, f"svdd {kind}")
+    # one candidate: the ancestral law
+    one = dd.samplers.Svdd(value_fn=state_table(ref, values), num_candidates=1, alpha=alpha)
+    emp = sampled_matrix(ref, step_draw(one, ref.ctx(), t, s), n_draws=20_000, seed=12)
+    assert_mc_close(emp, anc, 20_000, f"svdd one candidate {kind}")
+
+
+@pytest.mark.parametrize("kind,batches", [("masking", 1), ("uniform", 1), ("masking", 2)])
+def test_smc_two_particle_step_resamples_by_the_weights(kind, batches):
+    """From x at t, two particles propose y1, y2 ~ ancestral and weigh exp(G_s(y) - G_t(x));
+    systematic resampling keeps the expected copies 2 w_j / (w1 + w2), so the pooled law of
+    the resampled particles is the pair-selection law; the weights restart at 0, and the
+    normaliser estimate (the weights start at G_t(x)) has mean sum_y T[x, y] exp(G_s(y)).
+    batches = 2: the two proposals made in two sequential batches (particle_batches)."""
+    ref = Dense(kind)
+    t, s, draws = 0.6, 0.45, 20_000
+    rng = np.random.default_rng(13)
+    values = 1.5 * rng.normal(size=(2, len(ref.states)))
+    g = state_table(ref, values)
+    step = dd.samplers.Smc(
+        log_potential=g, num_particles=2, ess_threshold=1.0, particle_batches=batches
+    )
+    anc = ref.product(ref.all_laws(lambda x: ref.posterior(x, t, s)))
+    w = np.exp(values[0] + s * values[1])
+    want = pair_selection_law(anc, w)
+    S = len(ref.states)
+    xb = jnp.asarray(np.repeat(np.tile(ref.states, (draws, 1)), 2, axis=0))  # 2 per system
+    ctx = driver.context(ref.process, ref.denoiser(), xb.shape, 2)
+
+    def one(key, x):
+        tv = jnp.full((x.shape[0],), t, jnp.float32)
+        sv = jnp.full((x.shape[0],), s, jnp.float32)
+        aux = step.init(ctx, x)
+        aux = dict(aux, g=g(x, tv), log_w=g(x, tv).reshape(-1, 2))
+        return step.step(key, ctx, x, aux, tv, sv, False)
+
+    x_new, aux = jax.jit(one, compiler_options=FAST)(jax.random.PRNGKey(13), xb)
+    out = np.asarray(x_new)
+    idx = np.ravel_multi_index(tuple(out.T), (ref.n,) * L)
+    counts = np.zeros((S, ref.n**L))
+    np.add.at(counts, ((np.arange(len(out)) // 2) % S, idx), 0.5)
+    assert_mc_close(counts / draws, want, draws, f"smc {kind}")
+    resampled = np.asarray(aux["resampled"][0])
+    log_w = np.asarray(aux["log_w"])
+    assert resampled.mean() > 0.1
+    np.testing.assert_array_equal(log_w[resampled], 0.0)
+    # not resampled only when the two weights were equal (ESS = 2)
+    np.testing.assert_allclose(log_w[~resampled, 0], log_w[~resampled, 1], atol=1e-5)
+    # the estimate so far: the resampled epochs' mean weights times the open epoch's
+    mean_w = np.exp(log_w.astype(np.float64)).mean(-1)
+    z = (np.exp(np.asarray(aux["log_z"], np.float64)) * mean_w).reshape(draws, S)
+    z_want = anc @ w  # E[(w1 + w2) / 2] times exp(G_t(x)), the weights' start
+    se = z.std(0) / np.sqrt(draws)
+    assert np.all(np.abs(z.mean(0) - z_want) <= Z_MAX * se + 1e-5 * z_want), (z.mean(0), z_want)
+
+
+def edlm_law(ref, x, t, s, joint):
+    """Two x0 ~ prod_i p(x0_i | x) (9 sequences), weights exp(J(x0)) q_t(x | x0) /
+    prod_i p(x0_i | x) (0 where x0 cannot produce x), keep one (uniformly if both are 0),
+    then x_s ~ q(x_s | x_t = x, x0) per position: [S]."""
+    seqs = np.array(list(itertools.product(range(K), repeat=L)))
+    p, qt, qs, ker = ref.p(x, t), ref.q(t), ref.q(s), ref.kernel(s, t)
+    prop = np.array([np.prod([p[i, z[i]] for i in range(L)]) for z in seqs])
+    lik = np.array([np.prod([qt[z[i], x[i]] for i in range(L)]) for z in seqs])
+    w = np.exp(joint) * lik / prop
+    tot = w[:, None] + w[None, :]
+    keep = np.where(tot > 0, w[:, None] / np.where(tot > 0, tot, 1.0), 0.5)  # [z, z2]
+    chosen = 2.0 * prop * (keep @ prop)
+    assert np.isclose(chosen.sum(), 1.0)
+    out = np.zeros(len(ref.states))
+    for c, z in zip(chosen, seqs):
+        law = np.zeros((L, ref.n))
+        for i in range(L):
+            if qt[z[i], x[i]] == 0:  # an impossible x0 (both weights 0): x_i stays
+                law[i, x[i]] = 1.0
+            else:
+                law[i] = qs[z[i]] * ker[:, x[i]] / qt[z[i], x[i]]
+        out += c * ref.row(law)
+    return out
+
+
+@pytest.mark.parametrize("kind", PROCESSES)
+def test_edlm_two_candidate_step(kind):
+    ref = Dense(kind)
+    t, s = 0.6, 0.45
+    joint = 1.5 * np.random.default_rng(17).normal(size=K**L)
+    table = jnp.asarray(joint, jnp.float32)
+    log_joint = lambda x0: table[(x0 * jnp.asarray([K, 1])).sum(-1)]
+    step = dd.samplers.Edlm(log_joint=log_joint, num_candidates=2)
+    want = np.stack([edlm_law(ref, x, t, s, joint) for x in ref.states])
+    emp = sampled_matrix(ref, step_draw(step, ref.ctx(), t, s), n_draws=20_000, seed=17)
+    assert_mc_close(emp, want, 20_000, f"edlm {kind}")
 
 
 # --------------------------------------------------------------------------

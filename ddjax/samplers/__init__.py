@@ -8,7 +8,7 @@ step class and ``driver.public(...)``, registered in :data:`STEPS` below.
 """
 
 from ddjax.random import categorical, gumbel
-from ddjax.samplers import driver, transforms
+from ddjax.samplers import driver, transforms, weights
 from ddjax.samplers.ancestral import Ancestral, ancestral
 from ddjax.samplers.aps import APS, aps
 from ddjax.samplers.autoregressive import autoregressive  # not a step class: causal models
@@ -16,12 +16,15 @@ from ddjax.samplers.block_diffusion import BlockDenoiser, block_diffusion  # run
 from ddjax.samplers.confidence import Confidence, confidence
 from ddjax.samplers.ddpd import DDPD, ddpd
 from ddjax.samplers.driver import count_calls
+from ddjax.samplers.edlm import Edlm, edlm
 from ddjax.samplers.euler import Euler, euler
 from ddjax.samplers.first_hitting import FirstHitting, first_hitting
 from ddjax.samplers.flow import DfmEuler, dfm_euler
 from ddjax.samplers.pc_sampler import PCSampler, pc_sampler
 from ddjax.samplers.remdm import Remdm, remdm
+from ddjax.samplers.smc import Smc, SmcInfo, smc
 from ddjax.samplers.split_gibbs import split_gibbs
+from ddjax.samplers.svdd import Svdd, SvddValue, svdd, svdd_value
 from ddjax.samplers.tau_leaping import (
     PredictorCorrector,
     TauLeaping,
@@ -47,6 +50,13 @@ STEPS: tuple[type[driver.Step], ...] = (
     Confidence,
     PCSampler,
 )
+
+# Steering samplers (issue 11): step classes on the driver too, with required options
+# (a potential, value or sequence model), so they are kept out of STEPS / SAMPLERS, whose
+# entries run with only the common options. Each has a one-step law test
+# (tests/test_step_laws.py, STEERING_COVERED).
+STEERING: tuple[type[driver.Step], ...] = (Smc, Svdd, Edlm)
+STEERING_SAMPLERS = {cls.name: cls.function for cls in STEERING}
 
 STEP_CLASSES: dict[str, type[driver.Step]] = {cls.name: cls for cls in STEPS}
 # name -> the public function (driver.public(cls) of each step class)
@@ -94,6 +104,17 @@ __all__ = [
     "APS",
     "ddpd",
     "DDPD",
+    # steering (issue 11)
+    "smc",
+    "svdd",
+    "svdd_value",
+    "edlm",
+    *(c.__name__ for c in STEERING),
+    "SmcInfo",
+    "SvddValue",
+    "STEERING",
+    "STEERING_SAMPLERS",
+    "weights",
     "categorical",
     "gumbel",
     "temperature",

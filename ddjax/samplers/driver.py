@@ -7,6 +7,9 @@ A sampler is a :class:`Step`: a frozen dataclass of its own options with
 * ``network_calls(steps, length)`` and ``iterations(steps, length)`` (loop length);
 * ``init(ctx, x)`` (extra loop state, default None) and
   ``step(key, ctx, x, aux, t, s, last) -> (x, aux)``, one draw from t to s < t;
+* optionally ``particles()`` (loop rows per output row, for particle methods: the loop
+  runs on B * P rows) and ``finish(ctx, x, aux) -> (x, info)`` after the last step
+  (default: the loop state, no info);
 * for samplers whose step is one law per position, ``law(ctx, x, t, s)`` (the
   per-position law float32[B, L, N]) and ``transition_matrix``, which the exact-law
   tool (:mod:`ddjax.testing.exact_law`) multiplies over the grid.
@@ -106,6 +109,7 @@ class Context:
       shape: (B, L).
       steps: the step count asked for (None where a sampler ignores it).
       t_max: the start time.
+      debug: the ``debug`` option (steps may add their own ``checkify`` checks).
     """
 
     process: Any
@@ -118,6 +122,7 @@ class Context:
     shape: tuple[int, int]
     steps: int | None
     t_max: Any
+    debug: bool = False
 
     @property
     def argmax(self) -> bool:
@@ -155,6 +160,12 @@ class Step:
         """The ``iterations + 1`` decreasing times the loop walks."""
         return time_grid(process, self.iterations(steps, length), t_max)
 
+    def particles(self) -> int:
+        """Loop rows per output row (default 1). With P > 1 the loop runs on B * P rows
+        (row b * P + j is copy j of output row b; ``ctx.shape`` and ``ctx.fixed`` are the
+        loop's) and :meth:`finish` maps them back to B rows."""
+        return 1
+
     def init(self, ctx: Context, x: Array) -> Any:
         """Extra loop state (any pytree), or None."""
         return None
@@ -169,6 +180,12 @@ class Step:
     def pending(self, ctx: Context, x: Array, aux: Any) -> Array:
         """bool scalar: an adaptive loop goes on (default: some position is masked)."""
         return jnp.any(x == ctx.process.mask_id)
+
+    def finish(self, ctx: Context, x: Array, aux: Any) -> tuple[Array, Any]:
+        """After the last step: (output int32[B, L], extra info or None). The default
+        returns the loop state; a step with :meth:`particles` > 1 picks its rows here.
+        Info other than None is returned after the samples (and the trajectory)."""
+        return x, None
 
     def step(
         self, key: Array, ctx: Context, x: Array, aux: Any, t: Array, s: Array, last: bool
@@ -333,10 +350,15 @@ def _run(
     if manual:
         carry = _varying(carry, manual)
     (x, aux), traj = jax.lax.scan(body, carry, (keys[:-1], times[:-2], times[1:-1]))
-    x = clamp(step.step(keys[-1], ctx, x, aux, times[-2], times[-1], True)[0], ctx.fixed)
-    if not return_trajectory:
-        return x
-    return x, jnp.concatenate([traj, x[None]], axis=0)
+    x, aux = step.step(keys[-1], ctx, x, aux, times[-2], times[-1], True)
+    x = clamp(x, ctx.fixed)
+    if return_trajectory:
+        traj = jnp.concatenate([traj, x[None]], axis=0)
+    x, info = step.finish(ctx, x, aux)
+    out = (x, traj) if return_trajectory else (x,)
+    if info is not None:
+        out = (*out, info)
+    return out[0] if len(out) == 1 else out
 
 
 def context(
@@ -370,6 +392,7 @@ def context(
         shape=shape,
         steps=steps,
         t_max=t_max,
+        debug=debug,
     )
 
 
@@ -408,12 +431,16 @@ def sample(
         f"return_trajectory is not available for {step.name} in its adaptive mode "
         "(the number of calls varies)",
     )
+    copies = step.particles()
+    loop_shape = (shape[0] * copies, shape[1])
+    if copies != 1 and fixed is not None:
+        fixed = jnp.repeat(fixed, copies, axis=0)
     ctx = context(
-        process, denoiser, shape, steps, fixed=fixed, final_step=final_step, t_max=t_max,
+        process, denoiser, loop_shape, steps, fixed=fixed, final_step=final_step, t_max=t_max,
         temperature=temperature, top_k=top_k, top_p=top_p, debug=debug,
     )  # fmt: skip
     k_init, k_loop = jax.random.split(key)
-    x = clamp(process.prior_sample(k_init, shape), fixed)
+    x = clamp(process.prior_sample(k_init, loop_shape), fixed)
     grid = step.grid(process, steps, shape[1], t_max)
 
     def go() -> Array | tuple[Array, ...]:
@@ -424,7 +451,7 @@ def sample(
         if not return_calls:
             return out
         calls = jnp.int32(step.network_calls(steps, shape[1]))
-        return (*out, calls) if return_trajectory else (out, calls)
+        return (*out, calls) if isinstance(out, tuple) else (out, calls)
 
     if not debug:
         return go()

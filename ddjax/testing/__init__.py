@@ -37,6 +37,8 @@ __all__ = [
     "exact_planner",
     "smoothed_log_likelihood",
     "ddpd_law",
+    "steering",
+    "soft_value",
 ]
 
 Denoiser = Callable[[Array, Array], Array]
@@ -355,10 +357,9 @@ class JointTarget:
         return fn
 
 
-# Block-conditional denoisers (block diffusion) and the exact output laws of samplers
-# (which imports the samplers, so these come last).
-from ddjax.testing import blocks, exact_law  # noqa: E402
+# Block-conditional denoisers, the exact output laws of samplers (which imports the
+# samplers, so these come last) and the exact answers for steering and posterior samplers.
+from ddjax.testing import blocks, exact_law, steering  # noqa: E402
 from ddjax.testing.exact_law import ExactLaw  # noqa: E402
-
-# Oracle pieces for steering and posterior samplers.
 from ddjax.testing.posterior import ddpd_law, exact_planner, smoothed_log_likelihood  # noqa: E402
+from ddjax.testing.steering import soft_value  # noqa: E402
