@@ -417,3 +417,32 @@ def dfm_generalized_kl(
     )
     per_pos = jnp.where(same, 1.0 - p_xt, _data_nll(log_probs, x0) - p_xt)
     return process.schedule.masking_rate(t) * per_pos.sum(-1)
+
+
+# --------------------------------------------------------------------------
+# DDPD planner (kept at the end of the file: one block per addition, for merges)
+# --------------------------------------------------------------------------
+
+__all__ += ["ddpd_planner"]  # noqa: PLE0605
+
+
+def ddpd_planner(planner_logits: ArrayLike, x0: ArrayLike, x_t: ArrayLike) -> Array:
+    """DDPD's planner loss: binary cross-entropy on the corruption indicator, nats [B].
+
+    sum_i BCE(sigmoid(planner_logits_i), [x_t,i != x0_i]), with ``planner_logits``
+    float32[B, L] the logit of P(x_t,i != x0_i | x_t) (:mod:`ddjax.samplers.ddpd`) and
+    x0, x_t int32[B, L] (x_t ~ q(x_t | x0) at the time the planner saw). Its expectation
+    over (x0, x_t) is minimised by the exact planner, where it equals the conditional
+    entropy sum_i H(x_t,i != x0_i | x_t) (tests/test_posterior_sampling.py).
+    """
+    logits = jnp.asarray(planner_logits, jnp.float32)
+    x0, x_t = jnp.asarray(x0), jnp.asarray(x_t)
+    check(x0.shape == x_t.shape, f"x0 has shape {x0.shape} but x_t has shape {x_t.shape}")
+    check(
+        logits.shape == x0.shape,
+        f"planner_logits must have the token shape {x0.shape} (one logit per position), "
+        f"got {logits.shape}",
+    )
+    noise = x_t != x0
+    # -log sigmoid(l) = softplus(-l); -log(1 - sigmoid(l)) = softplus(l)
+    return jnp.where(noise, jax.nn.softplus(-logits), jax.nn.softplus(logits)).sum(-1)

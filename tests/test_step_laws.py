@@ -342,6 +342,7 @@ COVERED = {
     "first_hitting",
     "remdm",
     "confidence",
+    "pc_sampler",
 }
 
 
@@ -984,6 +985,66 @@ def test_edlm_two_candidate_step(kind):
     want = np.stack([edlm_law(ref, x, t, s, joint) for x in ref.states])
     emp = sampled_matrix(ref, step_draw(step, ref.ctx(), t, s), n_draws=20_000, seed=17)
     assert_mc_close(emp, want, 20_000, f"edlm {kind}")
+
+
+# pc_sampler
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_pc_sampler_one_step(calibrated):
+    """PC-Sampler, steps = 2, first step: every masked position draws v_i ~ p_i (the
+    denoiser at the time with 1 - alpha = masked fraction); floor(2 (1 - 1/2)) = 1 stays
+    masked; the decoded one has the larger score exp(-decay i) p_i(v_i) [-log f(v_i)]
+    (ties to the lower index). The last step fills every mask."""
+    ref = Dense("masking")
+    decay = 0.4
+    freqs = np.array([0.98, 0.019, 0.001]) if calibrated else None
+    step = dd.samplers.PCSampler(decay=decay, token_frequencies=freqs)
+    ctx = ref.ctx(steps=2)
+    starts = np.array([[K, K], [0, K], [K, 2]])
+
+    def t_net(x):
+        return min(ref.t_of_alpha(1.0 - (x == K).sum() / L), 1.0)
+
+    def score(p, i, v):
+        c = p[i, v] * (-math.log(freqs[v]) if calibrated else 1.0)
+        return math.exp(-decay * i) * c
+
+    def want_law(x, last):
+        p = ref.p(x, t_net(x))
+        out = np.zeros(ref.n**L)
+        masked = np.flatnonzero(x == K)
+        for vals in itertools.product(range(K), repeat=len(masked)):
+            v = x.copy()
+            v[masked] = vals
+            prob = np.prod([p[i, v[i]] for i in masked])
+            y = x.copy()
+            if last or len(masked) == 1:
+                y[masked] = np.asarray(v)[masked]
+            else:
+                win = 0 if score(p, 0, v[0]) >= score(p, 1, v[1]) else 1
+                y[win] = v[win]
+            out[ref.index(y)] += prob
+        return out
+
+    for last in (False, True):
+
+        def one(key, x, last=last):
+            tv = jnp.zeros((x.shape[0],), jnp.float32)
+            return step.step(key, ctx, x, jnp.int32(0), tv, tv, last)
+
+        xb = jnp.asarray(np.tile(starts, (N_DRAWS, 1)))
+        x_new, i_next = jax.jit(one, compiler_options=FAST)(jax.random.PRNGKey(7 + last), xb)
+        assert int(i_next) == 1
+        out = np.asarray(x_new)
+        idx = np.ravel_multi_index(tuple(out.T), (ref.n,) * L)
+        emp = np.zeros((len(starts), ref.n**L))
+        np.add.at(emp, (np.arange(len(out)) % len(starts), idx), 1.0)
+        emp /= N_DRAWS
+        want = np.stack([want_law(x, last) for x in starts])
+        np.testing.assert_allclose(want.sum(-1), 1.0, atol=1e-12)
+        assert_mc_close(emp, want, N_DRAWS, f"pc_sampler last={last}")
 
 
 # --------------------------------------------------------------------------

@@ -10,13 +10,17 @@ step class and ``driver.public(...)``, registered in :data:`STEPS` below.
 from ddjax.random import categorical, gumbel
 from ddjax.samplers import driver, transforms, weights
 from ddjax.samplers.ancestral import Ancestral, ancestral
+from ddjax.samplers.aps import APS, aps
 from ddjax.samplers.confidence import Confidence, confidence
+from ddjax.samplers.ddpd import DDPD, ddpd
 from ddjax.samplers.edlm import Edlm, edlm
 from ddjax.samplers.euler import Euler, euler
 from ddjax.samplers.first_hitting import FirstHitting, first_hitting
 from ddjax.samplers.flow import DfmEuler, dfm_euler
+from ddjax.samplers.pc_sampler import PCSampler, pc_sampler
 from ddjax.samplers.remdm import Remdm, remdm
 from ddjax.samplers.smc import Smc, SmcInfo, smc
+from ddjax.samplers.split_gibbs import split_gibbs
 from ddjax.samplers.svdd import Svdd, SvddValue, svdd, svdd_value
 from ddjax.samplers.tau_leaping import (
     PredictorCorrector,
@@ -41,6 +45,7 @@ STEPS: tuple[type[driver.Step], ...] = (
     FirstHitting,
     Remdm,
     Confidence,
+    PCSampler,
 )
 
 # Steering samplers (issue 11): step classes on the driver too, with required options
@@ -84,6 +89,7 @@ __all__ = [
     "first_hitting",
     "remdm",
     "confidence",
+    "pc_sampler",
     *(c.__name__ for c in STEPS),
     # steering (issue 11)
     "smc",
@@ -96,6 +102,12 @@ __all__ = [
     "STEERING",
     "STEERING_SAMPLERS",
     "weights",
+    # posterior / planned samplers with their own call shapes (not in STEPS)
+    "split_gibbs",
+    "aps",
+    "APS",
+    "ddpd",
+    "DDPD",
     "categorical",
     "gumbel",
     "temperature",

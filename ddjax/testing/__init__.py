@@ -36,6 +36,8 @@ __all__ = [
     "exact_law",
     "steering",
     "soft_value",
+    "exact_planner",
+    "smoothed_log_likelihood",
 ]
 
 Denoiser = Callable[[Array, Array], Array]
@@ -338,4 +340,7 @@ class JointTarget:
 # exact answers for the steering samplers (soft values, normalisers).
 from ddjax.testing import exact_law, steering  # noqa: E402
 from ddjax.testing.exact_law import ExactLaw  # noqa: E402
+
+# Oracle pieces for steering and posterior samplers.
+from ddjax.testing.posterior import exact_planner, smoothed_log_likelihood  # noqa: E402
 from ddjax.testing.steering import soft_value  # noqa: E402
