@@ -39,6 +39,11 @@ SECTIONS = [
         "Guidance on class-conditional digits",
         "python -m experiments.tables.guidance_digits",
     ),
+    (
+        "inverse_digits",
+        "Inverse problems on digits: posterior sampling",
+        "python -m experiments.tables.inverse_digits",
+    ),
 ]
 
 
