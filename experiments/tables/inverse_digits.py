@@ -50,7 +50,7 @@ SIDE = 8
 INPAINT_SIGMA = 0.5  # levels: the soft mismatch penalty of inpainting
 DOWN_SIGMA = 1.0  # levels: noise of the 2x2-block means
 FLIP = 0.3  # noisy observation: probability that a pixel is resampled uniformly
-SMOOTH_TAU = 0.5  # aps on the noisy problem: the indicator [y = v] as a Gaussian bump
+SMOOTH_TAU = 2.0  # aps on the noisy problem: the indicator [y = v] as a Gaussian bump
 PROBLEMS = ("inpainting", "downsampling", "noisy")
 METHODS = ("fixed", "aps", "smc", "svdd", "split_gibbs")
 
@@ -236,8 +236,10 @@ def main() -> None:
     parser.add_argument("--train_steps", type=int, default=1000, help="when training here")
     parser.add_argument("--runs", type=Path, default=_report.ROOT / "runs" / "digits")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--note", default="", help="appended to the table notes (budget)")
     args = parser.parse_args()
     started = time.time()
+    load_start = os.getloadavg()[0]
     train = [
         f"--config.train.num_steps={args.train_steps}",
         "--config.train.tensorboard=False",
@@ -325,6 +327,9 @@ def main() -> None:
         if wall_m + wall_u:
             trained += f", trained by this run in {wall_m + wall_u:.0f} s"
     notes = notes_text(num, s, clf_acc, compile_s, trained)
+    notes += f" Load average at the start: {load_start:.1f}." + (
+        f" {args.note}" if args.note else ""
+    )
     path = _report.write("inverse_digits", header, rows, started, notes, out)
     print(path.read_text())
 
@@ -342,7 +347,9 @@ def notes_text(num: int, s: dict, clf_acc: float, compile_s: dict, trained: str)
         f"the observed pixels held, inpainting only) and aps: {s['steps']} steps; aps "
         f"takes measurement_loss = -log-likelihood of the pixel values (codebook 0..16), "
         f"on the noisy problem with [y = v] smoothed to exp(-(v - y)^2 / (2 * "
-        f"{SMOOTH_TAU}^2)) so that it has a gradient; smc: {s['particles']} particles, "
+        f"{SMOOTH_TAU}^2)) so that its gradient reaches levels far from y (a narrow bump "
+        f"gives aps no signal at the rounded expectation); guidance_scale 1, 1 gradient "
+        f"step; smc: {s['particles']} particles, "
         f"{s['steps']} steps, ESS threshold 0.5, twist at t > 0 the log-likelihood of the "
         f"denoiser's argmax x0 (svdd_value-like, one extra call per step) and the exact "
         f"log-likelihood at t = 0; svdd: {s['candidates']} candidates, {s['steps']} steps, "
