@@ -33,3 +33,15 @@ def test_sampler_benchmark_records_its_table(tmp_path):
     assert float(cells[7]) > 0 and float(cells[9]) > 0  # ratio to the net loop, own / net
     # the printed output went to stdout as well
     assert "ratio=" in proc.stdout
+
+
+def test_steering_benchmark_records_its_ratios(tmp_path):
+    record = tmp_path / "steering.md"
+    cmd = [sys.executable, "benchmarks/steering.py", "--quick", "--record", str(record)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = record.read_text()
+    assert text.startswith("Command: `python benchmarks/steering.py --quick")
+    rows = [line for line in text.splitlines() if line.startswith("| 28 |")]
+    assert [r.split(" | ")[1] for r in rows] == ["smc", "svdd"]
+    assert all(float(r.split(" | ")[6]) > 0 for r in rows)  # the ratio column

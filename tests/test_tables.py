@@ -51,3 +51,10 @@ def test_exact_toy_reading_flags_a_biased_first_hitting():
     assert "first_hitting: TV 0.0050" in text and "NOT exact" in text
     assert "euler: exact-law TV order weak/masking 1.0 (expected 1)" in text
     assert "exact, as expected" in exact_toy.reading(rows, law_rows, floor=0.004)
+
+
+def test_steering_oracle_quick(tmp_path):
+    out = _run("experiments.tables.steering_oracle", tmp_path)
+    text = (out / "steering_oracle.md").read_text()
+    assert "smc, exact twist" in text and "svdd, exact value" in text and "Command:" in text
+    assert "edlm, exact log p" in text and "ancestral (exact law)" in text

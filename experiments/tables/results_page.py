@@ -33,6 +33,11 @@ SECTIONS = [
         "Exact toy table: samplers against the oracle",
         "python -m experiments.tables.exact_toy",
     ),
+    (
+        "steering_oracle",
+        "Steering samplers against the oracle (smc, svdd, edlm)",
+        "python -m experiments.tables.steering_oracle",
+    ),
     ("digits", "Digits: bits per pixel", "python -m experiments.tables.digits"),
     (
         "guidance_digits",
@@ -124,6 +129,16 @@ BENCHMARKS = [
         "standalone forward, and its '(network only)' loop read the output with an argmax, a "
         "variadic reduce that costs about as much as the network at this K on the CPU: both "
         "made the ratios read low (ancestral 0.95 then, 1.09 against the net loop now).",
+    ),
+    (
+        "steering",
+        "Steering cost: smc and svdd against N x ancestral",
+        "python benchmarks/steering.py --record docs/benchmarks/steering.md",
+        "ratio = time(method with N particles / candidates) / (N x time(ancestral)) at equal "
+        "steps, same model (the samplers benchmark's DiT, random weights), timed alternately "
+        "in one run. Target <= 1.2 at K = 28 and 50258. smc runs the network on B * N rows; "
+        "svdd uses svdd_value, whose call on the B * N candidates is shared with the next "
+        "step's proposal.",
     ),
     (
         "train_gpu",
