@@ -423,7 +423,7 @@ def dfm_generalized_kl(
 # DDPD planner (kept at the end of the file: one block per addition, for merges)
 # --------------------------------------------------------------------------
 
-__all__ += ["ddpd_planner"]  # noqa: PLE0605
+__all__ += ["ddpd_planner"]
 
 
 def ddpd_planner(planner_logits: ArrayLike, x0: ArrayLike, x_t: ArrayLike) -> Array:

@@ -23,6 +23,7 @@ from ddjax.samplers import driver
 from ddjax.samplers.aps import guided_log_probs
 from ddjax.testing import (
     ExactTarget,
+    ddpd_law,
     exact_planner,
     random_target,
     smoothed_log_likelihood,
@@ -97,6 +98,24 @@ def test_split_gibbs_at_a_fixed_level_samples_the_exact_split_marginal(sg_proble
     )  # fmt: skip
     floor = tv_floor(marginal, SG_N)
     assert total_variation(x, marginal) <= floor + 0.015, (total_variation(x, marginal), floor)
+
+
+@pytest.mark.slow
+def test_split_gibbs_under_a_marginal_prior_samples_the_exact_split_marginal(sg_problem):
+    """Noise towards data marginals pi: the coupling is a token-weighted Hamming distance,
+    and the fixed-level chain still samples the exact split marginal."""
+    target, _, _, posterior = sg_problem
+    pi = jnp.array([0.5, 0.3, 0.2])
+    process = dd.processes.MarginalPrior(probs=pi, schedule=dd.schedules.LogLinear())
+    t = 0.4
+    marginal = target.tilted(smoothed_log_likelihood(target, process, noisy_observation, t))
+    assert tv(marginal.probs, posterior.probs) > 0.05
+    x = jitted(
+        dd.samplers.split_gibbs, denoiser=target.denoiser(process), process=process,
+        shape=(SG_N, SG_L), log_likelihood=noisy_observation, num_rounds=12, t_max=t, t_min=t,
+        prior_steps=24,
+    )  # fmt: skip
+    assert total_variation(x, marginal) <= tv_floor(marginal, SG_N) + 0.015
 
 
 def test_split_gibbs_annealed_reaches_the_posterior(sg_problem):
@@ -399,38 +418,17 @@ def test_ddpd_one_step_law(t, s, last):
     np.testing.assert_allclose(got, want, atol=2e-5)
 
 
-def ddpd_exact_law(target, process, steps):
-    """The exact output law of ddpd with the exact planner and denoiser: the step
-    matrices over all K**L states multiplied over the grid (uniform prior at t = 1)."""
-    states = target.sequences
-    n = states.shape[0]
-    step = dd.samplers.DDPD(planner=exact_planner(target, process))
-    ctx = driver.context(process, target.denoiser(process), (n, target.length), steps)
-    grid = np.linspace(1.0, 0.0, steps + 1)
-    law = np.full(n, 1.0 / n)
-    matrix = jax.jit(
-        lambda t, s, last: step.transition_matrix(
-            ctx, states, jnp.full((n,), t), jnp.full((n,), s), last
-        ),
-        static_argnums=2,
-        compiler_options=FAST,
-    )
-    for j in range(steps):
-        law = law @ np.asarray(matrix(grid[j], grid[j + 1], j == steps - 1), np.float64)
-    return law
-
-
 def test_ddpd_reaches_the_target_as_steps_grow():
     """Exact laws (no Monte Carlo): TV to the data law falls with steps (first order),
     below 0.01 at 64 steps; a sampled run follows its exact law."""
     target = random_target(jax.random.key(0), 3, 3)
     process = dd.processes.Uniform(vocab_size=3)
-    tvs = {steps: tv(ddpd_exact_law(target, process, steps), target.probs) for steps in (4, 16, 64)}
+    tvs = {steps: tv(ddpd_law(target, process, steps), target.probs) for steps in (4, 16, 64)}
     assert tvs[4] > tvs[16] > tvs[64], tvs
     assert tvs[64] <= 0.01, tvs
     assert tvs[16] / tvs[64] > 2.5, tvs  # about first order
     n = 12_000
-    law16 = ddpd_exact_law(target, process, 16)
+    law16 = ddpd_law(target, process, 16)
     x = jitted(
         dd.samplers.ddpd, target.denoiser(process), exact_planner(target, process), process,
         (n, 3), steps=16,

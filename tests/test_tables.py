@@ -22,6 +22,14 @@ def test_exact_toy_quick(tmp_path):
     assert (out / "exact_toy.csv").exists() and (out / "exact_toy.png").exists()
 
 
+def test_posterior_oracle_quick(tmp_path):
+    out = _run("experiments.tables.posterior_oracle", tmp_path)
+    text = (out / "posterior_oracle.md").read_text()
+    for name in ("split_gibbs", "aps", "ddpd", "pc_sampler", "Command:"):
+        assert name in text
+    assert (out / "posterior_oracle.csv").exists()
+
+
 def test_gumbel_precision_quick(tmp_path):
     out = _run("experiments.tables.gumbel_precision", tmp_path)
     text = (out / "gumbel_precision.md").read_text()

@@ -38,6 +38,7 @@ __all__ = [
     "soft_value",
     "exact_planner",
     "smoothed_log_likelihood",
+    "ddpd_law",
 ]
 
 Denoiser = Callable[[Array, Array], Array]
@@ -342,5 +343,5 @@ from ddjax.testing import exact_law, steering  # noqa: E402
 from ddjax.testing.exact_law import ExactLaw  # noqa: E402
 
 # Oracle pieces for steering and posterior samplers.
-from ddjax.testing.posterior import exact_planner, smoothed_log_likelihood  # noqa: E402
+from ddjax.testing.posterior import ddpd_law, exact_planner, smoothed_log_likelihood  # noqa: E402
 from ddjax.testing.steering import soft_value  # noqa: E402

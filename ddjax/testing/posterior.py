@@ -5,20 +5,23 @@ and the exact joint p(x0 | x_t) is :meth:`ddjax.testing.ExactTarget.posterior`; 
 
 * :func:`exact_planner`: DDPD's exact planner, the logit of P(x_t,i != x0_i | x_t);
 * :func:`smoothed_log_likelihood`: split Gibbs's exact x-marginal at a fixed coupling
-  level t, p(x) E_{z ~ q_t(. | x)}[exp(l(z))] / Z, as the log weight for ``tilted``.
+  level t, p(x) E_{z ~ q_t(. | x)}[exp(l(z))] / Z, as the log weight for ``tilted``;
+* :func:`ddpd_law`: the exact output law of :func:`ddjax.samplers.ddpd` with the exact
+  denoiser (its step matrices over all states multiplied over the grid).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
 from ddjax._struct import check
 
-__all__ = ["exact_planner", "smoothed_log_likelihood"]
+__all__ = ["exact_planner", "smoothed_log_likelihood", "ddpd_law"]
 
 
 def exact_planner(target, process) -> Callable[[Array, Array], Array]:
@@ -66,3 +69,31 @@ def smoothed_log_likelihood(
     out = log_kernel + ll[None, :]
     top = out.max(axis=1, keepdims=True)
     return (top + np.log(np.exp(out - top).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def ddpd_law(target, process, steps: int, planner=None) -> np.ndarray:
+    """The exact output law of ``ddpd`` over the K**L sequences (target order), float64.
+
+    Uses the target's exact denoiser and ``planner`` (default: :func:`exact_planner`);
+    the prior is the process's t = 1 law. Small targets only ([S, S] matrices).
+    """
+    from ddjax.samplers import driver  # the samplers import ddjax.testing lazily
+    from ddjax.samplers.ddpd import DDPD
+
+    check(isinstance(steps, int) and steps >= 1, f"steps must be an int >= 1, got {steps!r}")
+    states = target.sequences
+    n = states.shape[0]
+    step = DDPD(planner=planner or exact_planner(target, process))
+    ctx = driver.context(process, target.denoiser(process), (n, target.length), steps)
+    prior = np.prod(np.asarray(process.prior_probs(), np.float64)[np.asarray(states)], -1)
+
+    def matrix(t, s, last):
+        full = jnp.full((n,), t, jnp.float32), jnp.full((n,), s, jnp.float32)
+        return step.transition_matrix(ctx, states, *full, last)
+
+    fast = jax.jit(matrix, static_argnums=2, compiler_options={"xla_backend_optimization_level": 0})
+    grid = np.linspace(1.0, 0.0, steps + 1)
+    law = prior
+    for j in range(steps):
+        law = law @ np.asarray(fast(grid[j], grid[j + 1], j == steps - 1), np.float64)
+    return law / law.sum()

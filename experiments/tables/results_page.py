@@ -38,6 +38,11 @@ SECTIONS = [
         "Steering samplers against the oracle (smc, svdd, edlm)",
         "python -m experiments.tables.steering_oracle",
     ),
+    (
+        "posterior_oracle",
+        "Posterior and planned samplers against the oracle (split_gibbs, aps, ddpd, pc_sampler)",
+        "python -m experiments.tables.posterior_oracle",
+    ),
     ("digits", "Digits: bits per pixel", "python -m experiments.tables.digits"),
     (
         "guidance_digits",
