@@ -157,25 +157,28 @@ def network_calls(method: str, s: dict) -> int:
     }[method]
 
 
-def samplers(masked, uniform, shape, s: dict) -> dict:
-    """method -> jitted (key, Measurement) -> int32[B, L]."""
-    den_m, proc_m = masked
-    den_u, proc_u = uniform
+def samplers(exp_m, exp_u, shape, s: dict) -> dict:
+    """method -> jitted (key, Measurement, params_m, params_u) -> int32[B, L].
+
+    exp_m: the masked experiment (fixed, aps, smc, svdd); exp_u: the uniform-noise one
+    (split_gibbs). The parameters are arguments, not constants of the compiled program.
+    """
+    proc_m, proc_u = exp_m.objective.process, exp_u.objective.process
     codebook = jnp.arange(LEVELS, dtype=jnp.float32)
     steps = s["steps"]
 
-    def fixed(key, m):
+    def fixed(key, m, den_m, den_u):
         # the plain row: observed pixels held in place (inpainting only)
         held = jnp.where(m.pix_w > 0, m.pix_y, -1).astype(jnp.int32)
         return dd.samplers.ancestral(key, den_m, proc_m, shape, steps=steps, fixed=held)
 
-    def aps(key, m):
+    def aps(key, m, den_m, den_u):
         return dd.samplers.aps(
             key, den_m, proc_m, shape, steps=steps, codebook=codebook,
             measurement_loss=lambda v: -log_likelihood(m, v, smooth=True),
         )  # fmt: skip
 
-    def smc(key, m):
+    def smc(key, m, den_m, den_u):
         def ll(x):
             return log_likelihood(m, x)
 
@@ -189,14 +192,14 @@ def samplers(masked, uniform, shape, s: dict) -> dict:
             num_particles=s["particles"], ess_threshold=0.5,
         )  # fmt: skip
 
-    def svdd(key, m):
+    def svdd(key, m, den_m, den_u):
         value = dd.samplers.svdd_value(den_m, lambda x: log_likelihood(m, x))
         return dd.samplers.svdd(
             key, den_m, proc_m, shape, steps=steps, value_fn=value,
             num_candidates=s["candidates"], alpha=1.0,
         )  # fmt: skip
 
-    def split_gibbs(key, m):
+    def split_gibbs(key, m, den_m, den_u):
         return dd.samplers.split_gibbs(
             key, den_u, proc_u, shape, log_likelihood=lambda x: log_likelihood(m, x),
             num_rounds=s["rounds"], prior_steps=s["prior_steps"],
@@ -204,7 +207,14 @@ def samplers(masked, uniform, shape, s: dict) -> dict:
         )  # fmt: skip
 
     fns = {"fixed": fixed, "aps": aps, "smc": smc, "svdd": svdd, "split_gibbs": split_gibbs}
-    return {k: jax.jit(f) for k, f in fns.items()}
+
+    def compiled(f):
+        def run(key, m, params_m, params_u):
+            return f(key, m, null_denoiser(exp_m, params_m), null_denoiser(exp_u, params_u))
+
+        return jax.jit(run)
+
+    return {k: compiled(f) for k, f in fns.items()}
 
 
 def _model(name: str, workdir: Path, overrides: list[str], quick: bool):
@@ -265,12 +275,7 @@ def main() -> None:
     truth, labels = x_te[:num].reshape(num, -1), y_te[:num]
     clf, clf_acc = sklearn_classifier()  # its training digits exclude this eval split
     shape = (num, truth.shape[1])
-    fns = samplers(
-        (null_denoiser(exp_m, params_m), exp_m.objective.process),
-        (null_denoiser(exp_u, params_u), exp_u.objective.process),
-        shape,
-        s,
-    )
+    fns = samplers(exp_m, exp_u, shape, s)
     out = args.out or _report.DOCS / "tables"
     out.mkdir(parents=True, exist_ok=True)
     measurements = {p: measure(p, truth, seed=i) for i, p in enumerate(PROBLEMS)}
@@ -293,10 +298,10 @@ def main() -> None:
             key = jax.random.key(100 + i)
             if fn is None:  # one compile per method, shared by the problems
                 t0 = time.time()
-                fn = fns[method].lower(key, m).compile()
+                fn = fns[method].lower(key, m, params_m, params_u).compile()
                 compile_s[method] = round(time.time() - t0, 1)
             t0 = time.time()
-            x = np.asarray(jax.block_until_ready(fn(key, m)))
+            x = np.asarray(jax.block_until_ready(fn(key, m, params_m, params_u)))
             wall = time.time() - t0
             acc, mae = score(x)
             png = f"inverse_digits_{problem}_{method}.png"
