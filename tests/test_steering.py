@@ -131,16 +131,27 @@ def test_smc_reaches_the_tilted_law(target, masking, rewards, reward_fn, denoise
 
 
 def test_smc_common_options(target, masking, denoiser, reward_fn):
-    """fixed holds tokens in every particle; the trajectory holds every particle."""
+    """fixed holds tokens in every particle; the trajectory holds every particle; svdd and
+    edlm run with fixed, t_max, final_step and top_k."""
     fixed = jnp.full((4, L), -1).at[:, 1].set(2)
     x, traj = run(
-        dd.samplers.smc, denoiser, masking, (4, L), steps=3, num_particles=5,
+        dd.samplers.smc, denoiser, masking, (4, L), steps=3, num_particles=4,
+        particle_batches=2,
         log_potential=lambda x, t: reward_fn(jnp.minimum(x, K - 1)), fixed=fixed,
         return_trajectory=True, temperature=0.7,
     )  # fmt: skip
-    assert x.shape == (4, L) and traj.shape == (3, 20, L)
+    assert x.shape == (4, L) and traj.shape == (3, 16, L)
     assert np.all(np.asarray(x)[:, 1] == 2) and np.all(np.asarray(traj)[:, :, 1] == 2)
     assert np.all(np.asarray(x) < K)
+    # svdd and edlm take the common options too
+    value = lambda x, t: reward_fn(jnp.minimum(x, K - 1))
+    for fn, options in (
+        (dd.samplers.svdd, {"value_fn": value, "num_candidates": 3, "alpha": 1.0}),
+        (dd.samplers.edlm, {"log_joint": reward_fn, "num_candidates": 3, "t_stop": 0.3}),
+    ):
+        x = run(fn, denoiser, masking, (4, L), steps=3, fixed=fixed, t_max=0.8,
+                final_step="argmax", top_k=2, **options)  # fmt: skip
+        assert np.all(np.asarray(x)[:, 1] == 2) and np.all(np.asarray(x) < K)
 
 
 @pytest.mark.slow
@@ -251,6 +262,9 @@ def bad_cases(reward_fn):
         (dd.samplers.smc,
          {"log_potential": reward_fn, "num_particles": 2, "ess_threshold": -0.1}, "ess_threshold"),
         (dd.samplers.smc, {"log_potential": 3.0, "num_particles": 2}, "log_potential must be"),
+        (dd.samplers.smc,
+         {"log_potential": reward_fn, "num_particles": 4, "particle_batches": 3},
+         "particle_batches"),
         (dd.samplers.svdd, {"value_fn": two, "num_candidates": 2, "alpha": 1.0}, "value_fn must"),
         (dd.samplers.svdd, {"value_fn": two, "num_candidates": 0, "alpha": 1.0}, "num_candidates"),
         (dd.samplers.svdd, {"value_fn": two, "num_candidates": 2, "alpha": 0.0}, "alpha"),

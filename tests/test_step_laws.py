@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -886,8 +887,11 @@ def pair_selection_law(step_matrix, w):
     return 2.0 * step_matrix * (step_matrix @ pair.T)
 
 
+@pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("kind", PROCESSES)
-def test_svdd_two_candidate_step(kind):
+def test_svdd_two_candidate_step(kind, shared, monkeypatch):
+    """Candidates drawn vmapped from the shared output (shared) or on B * M copied rows."""
+    monkeypatch.setattr(sys.modules["ddjax.samplers.svdd"], "SHARED_DRAWS", shared)
     ref = Dense(kind)
     t, s, alpha = 0.6, 0.45, 0.7
     rng = np.random.default_rng(11)
@@ -903,18 +907,21 @@ def test_svdd_two_candidate_step(kind):
     assert_mc_close(emp, anc, 20_000, f"svdd one candidate {kind}")
 
 
-@pytest.mark.parametrize("kind", PROCESSES)
-def test_smc_two_particle_step_resamples_by_the_weights(kind):
+@pytest.mark.parametrize("kind,batches", [("masking", 1), ("uniform", 1), ("masking", 2)])
+def test_smc_two_particle_step_resamples_by_the_weights(kind, batches):
     """From x at t, two particles propose y1, y2 ~ ancestral and weigh exp(G_s(y) - G_t(x));
     systematic resampling keeps the expected copies 2 w_j / (w1 + w2), so the pooled law of
     the resampled particles is the pair-selection law; the weights restart at 0, and the
-    normaliser estimate (the weights start at G_t(x)) has mean sum_y T[x, y] exp(G_s(y))."""
+    normaliser estimate (the weights start at G_t(x)) has mean sum_y T[x, y] exp(G_s(y)).
+    batches = 2: the two proposals made in two sequential batches (particle_batches)."""
     ref = Dense(kind)
     t, s, draws = 0.6, 0.45, 20_000
     rng = np.random.default_rng(13)
     values = 1.5 * rng.normal(size=(2, len(ref.states)))
     g = state_table(ref, values)
-    step = dd.samplers.Smc(log_potential=g, num_particles=2, ess_threshold=1.0)
+    step = dd.samplers.Smc(
+        log_potential=g, num_particles=2, ess_threshold=1.0, particle_batches=batches
+    )
     anc = ref.product(ref.all_laws(lambda x: ref.posterior(x, t, s)))
     w = np.exp(values[0] + s * values[1])
     want = pair_selection_law(anc, w)

@@ -75,6 +75,9 @@ class Smc(driver.Step):
       ess_threshold: in [0, 1]; 0 never resamples, 1 resamples whenever the weights
         are uneven.
       return_info: also return an :class:`SmcInfo` (log normaliser estimate, ESS trace).
+      particle_batches: run each step's proposal (the denoiser call) on the particles in
+        this many sequential batches of B * N / particle_batches rows (``lax.map``), for
+        a memory or cache bound; must divide num_particles. Same law.
 
     With ``return_trajectory`` the trajectory holds every particle, int32[steps, B * N, L]
     (row b * N + j is particle j of system b, after that step's resampling). NaN policy:
@@ -85,6 +88,7 @@ class Smc(driver.Step):
     num_particles: int
     ess_threshold: float = 0.5
     return_info: bool = False
+    particle_batches: int = 1
 
     name: ClassVar[str] = "smc"
     needs: ClassVar[tuple[str, ...]] = ()
@@ -100,6 +104,13 @@ class Smc(driver.Step):
         )
         driver.check_number("ess_threshold", self.ess_threshold, 0.0, 1.0)
         check(isinstance(self.return_info, bool), "return_info must be True or False")
+        parts = self.particle_batches
+        check(
+            isinstance(parts, int) and not isinstance(parts, bool) and parts >= 1
+            and self.num_particles % parts == 0,
+            f"particle_batches must be a positive int dividing num_particles="
+            f"{self.num_particles}, got {parts!r}",
+        )  # fmt: skip
         _PROPOSAL.validate(process, shape, steps)
 
     def particles(self) -> int:
@@ -129,7 +140,7 @@ class Smc(driver.Step):
     ) -> tuple[Array, Any]:
         n = self.num_particles
         k_prop, k_res = jax.random.split(key)
-        x_s = driver.clamp(_PROPOSAL.step(k_prop, ctx, x, None, t, s, last)[0], ctx.fixed)
+        x_s = driver.clamp(self._propose(k_prop, ctx, x, t, s, last), ctx.fixed)
         g_s = self._potential(ctx, x_s, s)
         log_w = aux["log_w"] + (g_s - aux["g"]).reshape(-1, n)
         ess = weights.ess(log_w)
@@ -151,6 +162,31 @@ class Smc(driver.Step):
             resampled=aux["resampled"].at[i].set(do),
         )
         return x_s, out
+
+    def _propose(
+        self, key: Array, ctx: driver.Context, x: Array, t: Array, s: Array, last: bool
+    ) -> Array:
+        """The ancestral step of every particle, in ``particle_batches`` batches."""
+        parts = self.particle_batches
+        if parts == 1:
+            return _PROPOSAL.step(key, ctx, x, None, t, s, last)[0]
+        rows, length = x.shape
+        b, per = rows // self.num_particles, self.num_particles // parts
+
+        def split(a: Array) -> Array:  # [B * N, ...] -> [parts, B * per, ...]
+            a = a.reshape(b, parts, per, *a.shape[1:])
+            return jnp.moveaxis(a, 1, 0).reshape(parts, b * per, *a.shape[3:])
+
+        fixed = None if ctx.fixed is None else split(ctx.fixed)[0]  # the same in every batch
+        sub = dataclasses.replace(ctx, shape=(b * per, length), fixed=fixed)
+
+        def one(args: tuple[Array, Array, Array, Array]) -> Array:
+            k, xj, tj, sj = args
+            return _PROPOSAL.step(k, sub, xj, None, tj, sj, last)[0]
+
+        keys = jax.random.split(key, parts)
+        out = jax.lax.map(one, (keys, split(x), split(t), split(s)))  # [parts, B * per, L]
+        return jnp.moveaxis(out.reshape(parts, b, per, length), 0, 1).reshape(rows, length)
 
     def finish(self, ctx: driver.Context, x: Array, aux: Any) -> tuple[Array, Any]:
         out = weights.select_rows(x, aux["choice"])

@@ -27,12 +27,15 @@ import jax.numpy as jnp
 from jax import Array
 
 from ddjax._struct import check
-from ddjax.samplers import driver, weights
+from ddjax.samplers import driver, masking, weights
 from ddjax.samplers.ancestral import Ancestral
 
 __all__ = ["Svdd", "SvddValue", "svdd", "svdd_value"]
 
 _PROPOSAL = Ancestral()
+# Draw the candidates vmapped over keys from the shared denoiser output where the step
+# has no gathered (capacity) draw; False forces the batched path (tests cover both).
+SHARED_DRAWS = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,8 +145,16 @@ class Svdd(driver.Step):
         many = dataclasses.replace(
             ctx, shape=(b * m, ctx.shape[1]), fixed=weights.repeat_rows(ctx.fixed, m)
         )
-        xs, ts, ss, lps = weights.repeat_rows((x, t, s, log_probs), m)
-        cand = driver.clamp(_PROPOSAL.update(k_prop, many, xs, lps, ts, ss, last), many.fixed)
+        ss = weights.repeat_rows(s, m)
+        if SHARED_DRAWS and masking.step_capacity(ctx) is None:
+            # M independent draws from the one (row-transformed) output, not M copies of it
+            draw = lambda k: _PROPOSAL.update(k, ctx, x, log_probs, t, s, last)  # noqa: E731
+            cand = jax.vmap(draw)(jax.random.split(k_prop, m))  # [M, B, L]
+            cand = cand.swapaxes(0, 1).reshape(b * m, -1)
+        else:  # gathered draws (lax.cond inside): on the B * M rows, batched
+            xs, ts, lps = weights.repeat_rows((x, t, log_probs), m)
+            cand = _PROPOSAL.update(k_prop, many, xs, lps, ts, ss, last)
+        cand = driver.clamp(cand, many.fixed)
         if aux is None:
             values, new_lp = self.value_fn(cand, ss), None
         else:
