@@ -54,6 +54,11 @@ SECTIONS = [
         "Guidance on class-conditional digits",
         "python -m experiments.tables.guidance_digits",
     ),
+    (
+        "inverse_digits",
+        "Inverse problems on digits: posterior sampling",
+        "python -m experiments.tables.inverse_digits",
+    ),
 ]
 
 
