@@ -57,6 +57,7 @@ def test_blocks_benchmark_records_its_table(tmp_path):
     assert "| threshold 0.9 |" in text
 
 
+@pytest.mark.slow  # a benchmark end to end: kept out of the 15-minute default run
 def test_steering_benchmark_records_its_ratios(tmp_path):
     record = tmp_path / "steering.md"
     cmd = [sys.executable, "benchmarks/steering.py", "--quick", "--record", str(record)]

@@ -5,6 +5,7 @@ import csv
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from test_tables import _run
 
 from experiments.tables import inverse_digits as inv
@@ -57,6 +58,7 @@ def _row(m, b: int):
     return inv.Measurement(*(a[b : b + 1] for a in m))
 
 
+@pytest.mark.slow  # a results script end to end: kept out of the 15-minute default run
 def test_inverse_digits_quick(tmp_path):
     out = _run("experiments.tables.inverse_digits", tmp_path, f"--runs={tmp_path / 'runs'}")
     text = (out / "inverse_digits.md").read_text()

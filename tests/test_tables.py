@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,6 +24,7 @@ def test_exact_toy_quick(tmp_path):
     assert (out / "exact_toy.csv").exists() and (out / "exact_toy.png").exists()
 
 
+@pytest.mark.slow  # a results script end to end: kept out of the 15-minute default run
 def test_posterior_oracle_quick(tmp_path):
     out = _run("experiments.tables.posterior_oracle", tmp_path)
     text = (out / "posterior_oracle.md").read_text()
@@ -61,6 +64,7 @@ def test_exact_toy_reading_flags_a_biased_first_hitting():
     assert "exact, as expected" in exact_toy.reading(rows, law_rows, floor=0.004)
 
 
+@pytest.mark.slow  # a results script end to end: kept out of the 15-minute default run
 def test_steering_oracle_quick(tmp_path):
     out = _run("experiments.tables.steering_oracle", tmp_path)
     text = (out / "steering_oracle.md").read_text()

@@ -15,6 +15,9 @@ QUICK = [
     ),
     ("experiments.tables.sampling_quality", "sampling_quality", None),
     ("experiments.tables.digits", "digits", "--rows=digits_d3pm_gauss,digits_mdlm"),
+    # slow tier: the guidance and block-size tables (test_training_table_quick_slow_tier)
+]
+SLOW_QUICK = [
     ("experiments.tables.guidance_digits", "guidance_digits", None),
     ("experiments.tables.block_sizes", "block_sizes", "--rows=4"),
 ]
@@ -22,6 +25,16 @@ QUICK = [
 
 @pytest.mark.parametrize("module, table, rows", QUICK, ids=[q[1] for q in QUICK])
 def test_training_table_quick(tmp_path, module, table, rows):
+    _check_quick(tmp_path, module, table, rows)
+
+
+@pytest.mark.slow  # several trainings each: kept out of the 15-minute default run
+@pytest.mark.parametrize("module, table, rows", SLOW_QUICK, ids=[q[1] for q in SLOW_QUICK])
+def test_training_table_quick_slow_tier(tmp_path, module, table, rows):
+    _check_quick(tmp_path, module, table, rows)
+
+
+def _check_quick(tmp_path, module: str, table: str, rows: str | None) -> None:
     out = _run(module, tmp_path, f"--runs={tmp_path / 'runs'}", *([rows] if rows else []))
     text = (out / f"{table}.md").read_text()
     assert "Command:" in text and "|---|" in text
