@@ -806,6 +806,28 @@ def test_first_hitting_one_call_law():
 # --------------------------------------------------------------------------
 
 
+def check_counter_step(step, ctx, ref, starts, want_law, seed: int, name: str) -> None:
+    """One step of a counter-state sampler (aux = step index 0) from each start, sampled
+    N_DRAWS times, against want_law(x, last) over all sequences, for last False and True."""
+    for last in (False, True):
+
+        def one(key, x, last=last):
+            tv = jnp.zeros((x.shape[0],), jnp.float32)
+            return step.step(key, ctx, x, jnp.int32(0), tv, tv, last)
+
+        xb = jnp.asarray(np.tile(starts, (N_DRAWS, 1)))
+        x_new, i_next = jax.jit(one, compiler_options=FAST)(jax.random.PRNGKey(seed + last), xb)
+        assert int(i_next) == 1
+        out = np.asarray(x_new)
+        idx = np.ravel_multi_index(tuple(out.T), (ref.n,) * L)
+        emp = np.zeros((len(starts), ref.n**L))
+        np.add.at(emp, (np.arange(len(out)) % len(starts), idx), 1.0)
+        emp /= N_DRAWS
+        want = np.stack([want_law(x, last) for x in starts])
+        np.testing.assert_allclose(want.sum(-1), 1.0, atol=1e-12)
+        assert_mc_close(emp, want, N_DRAWS, f"{name} last={last}")
+
+
 def test_confidence_one_step():
     """MaskGIT, noise_scale 0, steps = 2, first step (i = 0): every masked position draws
     v_i ~ p_i (the denoiser at the time with 1 - alpha = masked fraction); floor(2 cos(pi/4))
@@ -837,23 +859,7 @@ def test_confidence_one_step():
             out[ref.index(y)] += p[1, v] * p[0][p[0] < p[1, v]].sum()
         return out
 
-    for last in (False, True):
-
-        def one(key, x, last=last):
-            tv = jnp.zeros((x.shape[0],), jnp.float32)
-            return step.step(key, ctx, x, jnp.int32(0), tv, tv, last)
-
-        xb = jnp.asarray(np.tile(starts, (N_DRAWS, 1)))
-        x_new, i_next = jax.jit(one, compiler_options=FAST)(jax.random.PRNGKey(5 + last), xb)
-        assert int(i_next) == 1
-        out = np.asarray(x_new)
-        idx = np.ravel_multi_index(tuple(out.T), (ref.n,) * L)
-        emp = np.zeros((len(starts), ref.n**L))
-        np.add.at(emp, (np.arange(len(out)) % len(starts), idx), 1.0)
-        emp /= N_DRAWS
-        want = np.stack([want_law(x, last) for x in starts])
-        np.testing.assert_allclose(want.sum(-1), 1.0, atol=1e-12)
-        assert_mc_close(emp, want, N_DRAWS, f"confidence last={last}")
+    check_counter_step(step, ctx, ref, starts, want_law, 5, "confidence")
 
 
 # --------------------------------------------------------------------------
@@ -898,23 +904,7 @@ def test_pc_sampler_one_step(calibrated):
             out[ref.index(y)] += prob
         return out
 
-    for last in (False, True):
-
-        def one(key, x, last=last):
-            tv = jnp.zeros((x.shape[0],), jnp.float32)
-            return step.step(key, ctx, x, jnp.int32(0), tv, tv, last)
-
-        xb = jnp.asarray(np.tile(starts, (N_DRAWS, 1)))
-        x_new, i_next = jax.jit(one, compiler_options=FAST)(jax.random.PRNGKey(7 + last), xb)
-        assert int(i_next) == 1
-        out = np.asarray(x_new)
-        idx = np.ravel_multi_index(tuple(out.T), (ref.n,) * L)
-        emp = np.zeros((len(starts), ref.n**L))
-        np.add.at(emp, (np.arange(len(out)) % len(starts), idx), 1.0)
-        emp /= N_DRAWS
-        want = np.stack([want_law(x, last) for x in starts])
-        np.testing.assert_allclose(want.sum(-1), 1.0, atol=1e-12)
-        assert_mc_close(emp, want, N_DRAWS, f"pc_sampler last={last}")
+    check_counter_step(step, ctx, ref, starts, want_law, 7, "pc_sampler")
 
 
 # steering samplers (smc, svdd, edlm; not in STEPS: they need a potential / value /

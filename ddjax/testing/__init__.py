@@ -202,6 +202,20 @@ class ExactTarget:
 
         return fn
 
+    def values(
+        self, fn: Callable[[Array], ArrayLike] | ArrayLike, name: str = "values"
+    ) -> np.ndarray:
+        """``fn`` on every sequence, float64[K**L] in :attr:`sequences` order (``fn`` may
+        already be those values); one value per sequence, no NaN or +inf (-inf allowed)."""
+        v = fn(self.sequences) if callable(fn) else fn
+        v = np.asarray(v, np.float64).reshape(-1)
+        check(
+            v.shape == (self.num_sequences,),
+            f"{name} must give one value per sequence ({self.num_sequences}), got {v.shape}",
+        )
+        check(not np.any(np.isnan(v) | (v == np.inf)), f"{name} has NaN or +inf values")
+        return v
+
     def tilted(
         self, log_weight: Callable[[Array], ArrayLike] | ArrayLike, alpha: float = 1.0
     ) -> ExactTarget:
@@ -216,13 +230,7 @@ class ExactTarget:
           alpha: temperature > 0.
         """
         check(alpha > 0, f"alpha must be > 0, got {alpha}")
-        w = log_weight(self.sequences) if callable(log_weight) else log_weight
-        w = np.asarray(w, np.float64).reshape(-1)
-        check(
-            w.shape == (self.num_sequences,),
-            f"log_weight must give one value per sequence ({self.num_sequences}), got {w.shape}",
-        )
-        check(not np.any(np.isnan(w) | (w == np.inf)), "log_weight has NaN or +inf values")
+        w = self.values(log_weight, "log_weight")
         with np.errstate(divide="ignore"):
             log_p = np.log(self.probs) + w / alpha
         check(np.any(np.isfinite(log_p)), "the tilted law has total mass 0")

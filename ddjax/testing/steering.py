@@ -41,14 +41,7 @@ __all__ = ["soft_value", "log_normalizer", "log_joint", "tilted_law", "reward_va
 
 def reward_values(target: ExactTarget, log_reward: Callable | ArrayLike) -> np.ndarray:
     """r on every sequence of ``target`` (its :attr:`sequences` order): float64[K**L]."""
-    r = log_reward(target.sequences) if callable(log_reward) else log_reward
-    r = np.asarray(r, np.float64).reshape(-1)
-    check(
-        r.shape == (target.num_sequences,),
-        f"log_reward must give one value per sequence ({target.num_sequences}), got {r.shape}",
-    )
-    check(not np.any(np.isnan(r) | (r == np.inf)), "log_reward has NaN or +inf values")
-    return r
+    return target.values(log_reward, "log_reward")
 
 
 def soft_value(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -18,6 +19,17 @@ import jax
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
+
+
+def sampling_table_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The flags every sampled-oracle table takes: --quick, --samples, --out."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--quick", action="store_true", help="tiny budget (CI)")
+    parser.add_argument("--samples", type=int, default=None)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default docs/tables)"
+    )
+    return parser
 
 
 def machine() -> str:

@@ -15,7 +15,6 @@ laws (:mod:`ddjax.testing.exact_law`), on a strongly and a weakly dependent targ
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -73,12 +72,7 @@ def fit_slope(steps: list[int], errors: list[float], floor: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny budget (CI)")
-    parser.add_argument("--samples", type=int, default=None)
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default docs/tables)"
-    )
+    parser = _report.sampling_table_parser(__doc__)
     args = parser.parse_args()
     started = time.time()
     n = args.samples or (20_000 if args.quick else 200_000)

@@ -17,9 +17,7 @@ planner), so every error is the method's own.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -150,12 +148,7 @@ def pc_rows(n: int, decays: list[float], steps_list: tuple[int, ...]) -> list[li
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny budget (CI)")
-    parser.add_argument("--samples", type=int, default=None)
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default docs/tables)"
-    )
+    parser = _report.sampling_table_parser(__doc__)
     args = parser.parse_args()
     started = time.time()
     n = args.samples or (4_000 if args.quick else 40_000)

@@ -22,10 +22,8 @@ with an external value and for edlm (which adds N log_joint evaluations per step
 
 from __future__ import annotations
 
-import argparse
 import time
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -45,12 +43,7 @@ def _tv(x, probs) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny budget (CI)")
-    parser.add_argument("--samples", type=int, default=None)
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default docs/tables)"
-    )
+    parser = _report.sampling_table_parser(__doc__)
     args = parser.parse_args()
     started = time.time()
     n = args.samples or (500 if args.quick else 20_000)
