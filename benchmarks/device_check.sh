@@ -9,8 +9,12 @@
 # 2. runs the tests that touch devices (placement, sharding, checkpoints, precision);
 # 3. trains the text8-size MDLM config (12 x 768, L = 256) in bf16 on synthetic text8
 #    tokens for two minutes, printing tokens/s and MFU against the chip's peak;
-# 4. prints the sampler overhead ratios at K = 50258.
-# Results go to $OUT (default runs/device_check): train.json and samplers.md.
+# 4. prints the sampler overhead ratios at K = 50258;
+# 5. prints block diffusion's cost per token against AR with the KV cache at L = 1024
+#    (issue 12's target: block 16 within 2x AR, compute-bound and missed on the CPU) and
+#    smc / svdd against N x ancestral at K = 50258 (issue 11's 1.2x).
+# Results go to $OUT (default runs/device_check): train.json, samplers.md, blocks.md,
+# steering.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -76,4 +80,17 @@ else
 fi
 run $PY benchmarks/samplers.py "${SAMPLERS[@]}" --record "$OUT/samplers.md"
 elapsed samplers
+
+# 5. block diffusion vs AR (L = 1024) and steering vs N x ancestral (K = 50258)
+if [ "$MODE" = cpu ]; then
+  BLOCKS=(--length 32 --layers 1 --width 32 --heads 2 --blocks 4 --full-calls 2 --tokens 8
+    --thresholds 0.9 --repeats 1)
+  STEERING=(--quick)
+else
+  BLOCKS=(--length 1024 --blocks 4,16 --repeats 3)
+  STEERING=(--vocab 50258 --n 4,8)
+fi
+run $PY benchmarks/blocks.py "${BLOCKS[@]}" --record "$OUT/blocks.md"
+run $PY benchmarks/steering.py "${STEERING[@]}" --record "$OUT/steering.md"
+elapsed "blocks and steering"
 echo "[device_check] OK in $(($(date +%s) - START)) s; results in $OUT"

@@ -122,10 +122,12 @@ def _check_sample_blocks(cfg: Any) -> None:
     masking = cfg.process.name == "masking"
     if bs and seq_len % bs:
         raise ConfigError(f"sample.block_size={bs} must divide data.seq_len={seq_len}")
-    if (bs or s.eos_id >= 0) and not masking:
+    ar = cfg.loss.name == "ar"  # the AR sampler stops at EOS itself
+    if (bs or (s.eos_id >= 0 and not ar)) and not masking:
         key = "sample.block_size" if bs else "sample.eos_id"
         raise ConfigError(
-            f"{key} (block diffusion) needs process.name='masking', got {cfg.process.name!r}"
+            f"{key} (block diffusion) needs process.name='masking' (or an AR model for "
+            f"sample.eos_id), got {cfg.process.name!r}"
         )
     if (bs or s.eos_id >= 0 or cfg.loss.name == "block_masked_elbo") and s.guidance != "none":
         raise ConfigError("sample.guidance is not available with block diffusion")

@@ -114,14 +114,18 @@ def sample_ar(
     *,
     prompt: Array | None = None,
     cache: bool = True,
+    eos_id: int | None = None,
 ) -> Array:
     """Left-to-right sampling from the causal model: int32[B, L], with the exact KV cache
-    (``dd.samplers.autoregressive``: L one-token passes; ``cache=False``: L full passes)."""
+    (``dd.samplers.autoregressive``: L one-token passes; ``cache=False``: L full passes);
+    with ``eos_id`` each row stops at its first drawn EOS, the positions after it EOS too."""
     from ddjax.samplers import autoregressive
 
-    return autoregressive(
-        key, (graphdef, params), shape, temperature=temperature, prompt=prompt, cache=cache
-    )
+    out = autoregressive(
+        key, (graphdef, params), shape, temperature=temperature, prompt=prompt, cache=cache,
+        eos_id=eos_id,
+    )  # fmt: skip
+    return out if eos_id is None else out[0]
 
 
 def _prefix(fixed: np.ndarray | None) -> np.ndarray | None:
@@ -163,8 +167,11 @@ def generate_global(exp: Experiment, params: Any, num: int, seed: int) -> jax.Ar
     if exp.objective.name == "ar":
         sampler_options(cfg)
         prompt = _prefix(prompt_tokens(exp, num))
+        eos = eos_token(exp)
         fn = jax.jit(
-            lambda p, k: sample_ar(k, exp.graphdef, p, shape, temperature, prompt=prompt),
+            lambda p, k: sample_ar(
+                k, exp.graphdef, p, shape, temperature, prompt=prompt, eos_id=eos
+            ),
             out_shardings=_out_sharding(exp, num),
         )
         return fn(params, key)
@@ -249,12 +256,8 @@ def _generate_blocks(exp: Experiment, params: Any, num: int, key: Array) -> jax.
         options["temperature"] = temperature
     if float(cfg.sample.threshold) > 0:
         options["threshold"] = float(cfg.sample.threshold)
-    eos = int(cfg.sample.eos_id)
-    if eos >= 0:
-        if eos >= process.vocab_size:
-            raise ConfigError(
-                f"sample.eos_id={eos} is not a token id of the data (0..{process.vocab_size - 1})"
-            )
+    eos = eos_token(exp)
+    if eos is not None:
         options["eos_id"] = eos
     fixed = prompt_tokens(exp, num)
     if fixed is not None:
@@ -271,9 +274,45 @@ def _generate_blocks(exp: Experiment, params: Any, num: int, key: Array) -> jax.
             time_conditioning=time_cond, labels=labels,
         )  # fmt: skip
         out = samplers.block_diffusion(k, bd, process, shape, block_size=bs, inner=name, **options)
-        return out[0] if eos >= 0 else out  # the pads after EOS are eos_id
+        return out if eos is None else out[0]  # the pads after EOS are eos_id
 
     return jax.jit(run, out_shardings=_out_sharding(exp, num))(params, key)
+
+
+def eos_token(exp: Experiment) -> int | None:
+    """``sample.eos_id`` as a token id of the data, or None (-1: off)."""
+    eos = int(exp.cfg.sample.eos_id)
+    if eos < 0:
+        return None
+    vocab = int(exp.data.vocab_size)
+    if eos >= vocab:
+        raise ConfigError(f"sample.eos_id={eos} is not a token id of the data (0..{vocab - 1})")
+    return eos
+
+
+def trim_after_eos(samples: np.ndarray, eos_id: int | None) -> list[np.ndarray]:
+    """Each row up to and including its first EOS of the pad run that ends it.
+
+    The EOS samplers set every position after a row's first generated EOS to ``eos_id``,
+    so the row's text ends at the last non-EOS token plus one EOS (rows without that
+    trailing run are whole). ``eos_id`` None: the rows unchanged.
+    """
+    rows = list(np.asarray(samples))
+    if eos_id is None:
+        return rows
+    out = []
+    for row in rows:
+        real = np.flatnonzero(row != eos_id)
+        out.append(row[: min(int(real[-1]) + 2, len(row))] if len(real) else row[:1])
+    return out
+
+
+def sample_texts(exp: Experiment, samples: np.ndarray) -> list[str]:
+    """The decoded samples, each cut after its EOS when ``sample.eos_id`` is set."""
+    eos = eos_token(exp)
+    if eos is None:
+        return list(exp.data.decode(samples))
+    return [exp.data.decode(row[None, :])[0] for row in trim_after_eos(samples, eos)]
 
 
 def prompt_tokens(exp: Experiment, num: int) -> np.ndarray | None:
@@ -335,7 +374,7 @@ def write_samples(exp: Experiment, samples: np.ndarray, workdir: str, tag: str) 
     os.makedirs(workdir, exist_ok=True)
     if exp.data.decode is not None:
         path = os.path.join(workdir, f"samples_{tag}.txt")
-        texts = exp.data.decode(samples)
+        texts = sample_texts(exp, samples)
         with open(path, "w", encoding="utf-8") as f:
             for i, s in enumerate(texts):
                 f.write(f"--- sample {i} ---\n{s}\n")
@@ -387,7 +426,7 @@ def sample_and_write(
         return []
     path = write_samples(exp, samples, workdir, tag or f"step{step}")
     if exp.data.decode is not None:
-        texts = exp.data.decode(samples)
+        texts = sample_texts(exp, samples)
         how = "ar" if exp.objective.name == "ar" else cfg.sample.sampler
         say(f"samples ({how}, written to {path}):")
         for t in texts:

@@ -356,3 +356,37 @@ def test_cached_ar_gives_the_same_tokens_as_uncached_ar():
         dd.samplers.autoregressive(
             jax.random.PRNGKey(0), model, (2, 8), prompt=jnp.zeros((2, 9), int)
         )
+
+
+def test_ar_eos_stops_each_row_and_pads_after_it():
+    """With eos_id, each row holds the draws of the run without it up to its first drawn
+    EOS (an EOS in the prompt does not count), pad_id after, and its length; rows without
+    an EOS are unchanged (length L)."""
+    ctor = lambda rngs: dd.models.CausalTransformer(  # noqa: E731
+        vocab_size=5, num_layers=1, width=16, num_heads=2, max_len=8, rngs=rngs
+    )
+    model = _perturbed(dd.models.init(ctor), seed=3)
+    graphdef, params = nnx.split(model, nnx.Param)
+    prompt = jnp.tile(jnp.array([[3, 1]]), (32, 1))  # starts with the EOS token
+
+    def run(params, key, eos):
+        return dd.samplers.autoregressive(
+            key, (graphdef, params), (32, 8), prompt=prompt, eos_id=eos, pad_id=4 if eos else None
+        )
+
+    fn = jax.jit(run, static_argnums=2, compiler_options=FAST)
+    free_run = np.asarray(fn(params, jax.random.PRNGKey(7), None))
+    x, lengths = map(np.asarray, fn(params, jax.random.PRNGKey(7), 3))
+    stopped = 0
+    for row, got, n in zip(free_run, x, lengths):
+        hits = np.flatnonzero(row[2:] == 3)
+        want = 2 + hits[0] + 1 if len(hits) else 8
+        stopped += len(hits) > 0
+        assert n == want
+        np.testing.assert_array_equal(got[:n], row[:n])
+        assert (got[n:] == 4).all()
+    assert 0 < stopped < 32  # both kinds of rows occur
+    with pytest.raises(ValueError, match="eos_id must be a data token id in 0..4"):
+        dd.samplers.autoregressive(jax.random.PRNGKey(0), model, (2, 8), eos_id=5)
+    with pytest.raises(ValueError, match="pad_id needs eos_id"):
+        dd.samplers.autoregressive(jax.random.PRNGKey(0), model, (2, 8), pad_id=1)

@@ -397,7 +397,7 @@ def test_resume_with_other_data_settings_is_a_clear_error(tmp_path):
 def test_block_sampling_keys_are_checked_before_step_0():
     from experiments.checks import check_config
     from experiments.common import ConfigError
-    from experiments.configs import shakespeare_ar, smoke
+    from experiments.configs import shakespeare_ar, shakespeare_udlm, smoke
     from experiments.main import check_overrides
 
     cfg = "--config=experiments/configs/smoke.py"
@@ -416,8 +416,22 @@ def test_block_sampling_keys_are_checked_before_step_0():
             check_config(c)
     c = shakespeare_ar.get_config()
     c.sample.eos_id = 0
+    check_config(c)  # the AR sampler stops at EOS itself
+    c = shakespeare_udlm.get_config()
+    c.sample.eos_id = 0
     with pytest.raises(ConfigError, match="sample.eos_id \\(block diffusion\\) needs process"):
         check_config(c)
+
+
+def test_trim_after_eos_keeps_one_eos_and_drops_the_pads():
+    import numpy as np
+
+    from experiments.sampling import trim_after_eos
+
+    rows = np.array([[1, 2, 0, 0, 0], [1, 2, 3, 4, 1], [0, 0, 0, 0, 0], [2, 0, 1, 0, 0]])
+    got = [r.tolist() for r in trim_after_eos(rows, 0)]
+    assert got == [[1, 2, 0], [1, 2, 3, 4, 1], [0], [2, 0, 1, 0]]
+    assert [r.tolist() for r in trim_after_eos(rows, None)] == rows.tolist()
 
 
 def test_block_sampling_from_the_config(smoke_exp):
@@ -431,10 +445,14 @@ def test_block_sampling_from_the_config(smoke_exp):
     exp = _with_sample(smoke_exp, block_size=8, eos_id=0, steps=4)
     x = np.asarray(sampling.generate(exp, exp.params, 3, seed=0))
     assert x.shape == (3, 32)
-    for row in x:  # everything after the first EOS (0) is the pad (eos_id)
+    texts = sampling.sample_texts(exp, x)
+    for row, text in zip(x, texts):  # everything after the first EOS (0) is the pad
         hits = np.flatnonzero(row == 0)
         if len(hits):
             assert (row[hits[0] :] == 0).all()
+        # the text ends at that EOS: the pads are not shown
+        n = hits[0] + 1 if len(hits) else 32
+        assert text == exp.data.decode(row[None, :n])[0]
     exp = _with_sample(smoke_exp, block_size=8, sampler="confidence", threshold=0.5, steps=8)
     assert sampling.generate(exp, exp.params, 2, seed=0).shape == (2, 32)
 
@@ -443,3 +461,26 @@ def test_block_sampling_from_the_config(smoke_exp):
     assert sampling.sample_block_size(cfg) == 4
     x = np.asarray(sampling.generate(bd3, bd3.params, 2, seed=0))
     assert x.shape == (2, 32) and (x < bd3.data.vocab_size).all()
+
+
+def test_ar_experiment_stops_at_eos():
+    """sample.eos_id reaches the AR sampler: after each row's first drawn EOS only pads
+    (the EOS id), and the text ends at that EOS."""
+    import numpy as np
+
+    from experiments import model, sampling
+    from experiments.configs import base
+
+    cfg = base.ar(_smoke())
+    cfg.model.update(num_layers=1, width=32)
+    cfg.sample.eos_id = 0
+    exp = model.build(cfg)
+    x = np.asarray(sampling.generate(exp, exp.params, 8, seed=0))
+    assert x.shape == (8, 32)
+    stopped = 0
+    for row, text in zip(x, sampling.sample_texts(exp, x)):
+        hits = np.flatnonzero(row == 0)
+        n = hits[0] + 1 if len(hits) else 32
+        stopped += n < 32
+        assert (row[n:] == 0).all() and text == exp.data.decode(row[None, :n])[0]
+    assert stopped  # the random network draws EOS (1 of the smoke alphabet) in 32 tokens

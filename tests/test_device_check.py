@@ -32,6 +32,8 @@ def test_dry_mode_prints_every_step(tmp_path):
         "benchmarks/samplers.py --vocab 50258 --steps 16 "
         "--samplers ancestral,euler,tweedie,theta_trapezoidal" in text
     )
+    assert "benchmarks/blocks.py --length 1024 --blocks 4,16" in text
+    assert "benchmarks/steering.py --vocab 50258 --n 4,8" in text
     assert _run("nope", tmp_path).returncode == 2
 
 
@@ -64,3 +66,4 @@ def test_cpu_mode_runs_every_step(tmp_path):
     assert result["sustained_steps"] > 0 and result["sustained_tokens_per_s"] > 0
     assert "sustained_mfu" in result
     assert (tmp_path / "samplers.md").exists()
+    assert (tmp_path / "blocks.md").exists() and (tmp_path / "steering.md").exists()

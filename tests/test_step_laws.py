@@ -867,16 +867,16 @@ def test_confidence_one_step():
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("calibrated", [False, True])
-def test_pc_sampler_one_step(calibrated):
+@pytest.mark.parametrize("calibrated, clip", [(False, None), (True, None), (True, 1.5)])
+def test_pc_sampler_one_step(calibrated, clip):
     """PC-Sampler, steps = 2, first step: every masked position draws v_i ~ p_i (the
     denoiser at the time with 1 - alpha = masked fraction); floor(2 (1 - 1/2)) = 1 stays
-    masked; the decoded one has the larger score exp(-decay i) p_i(v_i) [-log f(v_i)]
-    (ties to the lower index). The last step fills every mask."""
+    masked; the decoded one has the larger score exp(-decay i) min(p_i(v_i) [-log f(v_i)],
+    clip) (ties to the lower index). The last step fills every mask."""
     ref = Dense("masking")
     decay = 0.4
     freqs = np.array([0.98, 0.019, 0.001]) if calibrated else None
-    step = dd.samplers.PCSampler(decay=decay, token_frequencies=freqs)
+    step = dd.samplers.PCSampler(decay=decay, token_frequencies=freqs, clip=clip)
     ctx = ref.ctx(steps=2)
     starts = np.array([[K, K], [0, K], [K, 2]])
 
@@ -885,6 +885,8 @@ def test_pc_sampler_one_step(calibrated):
 
     def score(p, i, v):
         c = p[i, v] * (-math.log(freqs[v]) if calibrated else 1.0)
+        if calibrated and clip is not None:
+            c = min(c, clip)
         return math.exp(-decay * i) * c
 
     def want_law(x, last):

@@ -21,7 +21,7 @@ from jax import Array
 from ddjax._struct import check
 from ddjax._validation import validate_tokens
 from ddjax.random import categorical
-from ddjax.samplers import transforms
+from ddjax.samplers import eos, transforms
 
 __all__ = ["autoregressive"]
 
@@ -37,8 +37,10 @@ def autoregressive(
     prompt: Any = None,
     cache: bool = True,
     labels: Any = None,
-) -> Array:
-    """Samples int32[B, L] from a causal model, left to right (one ``lax.fori_loop``).
+    eos_id: int | None = None,
+    pad_id: int | None = None,
+) -> Array | tuple[Array, Array]:
+    """Samples int32[B, L] from a causal model, left to right (one ``lax.while_loop``).
 
     Args:
       key: PRNG key; token i is drawn with ``fold_in(key, i)``.
@@ -53,9 +55,15 @@ def autoregressive(
         model without the BOS shift needs P >= 1).
       cache: decode with the KV cache (L one-token passes) instead of L full passes.
       labels: int32[B] class labels for a class-conditional model.
+      eos_id: end-of-sequence token: a row is done once it draws EOS (after the prompt);
+        the loop ends once every row is done (or at L), and the positions after each
+        row's first drawn EOS are set to ``pad_id``.
+      pad_id: the token after EOS; default ``eos_id``.
 
     Returns:
-      int32[B, L] tokens.
+      int32[B, L] tokens; with ``eos_id``, ``(tokens, lengths int32[B])`` where lengths
+      count the tokens up to and including the first drawn EOS (L when there is none),
+      as :func:`ddjax.samplers.block_diffusion`.
     """
     check(
         isinstance(shape, tuple) and len(shape) == 2 and all(isinstance(d, int) for d in shape),
@@ -83,6 +91,7 @@ def autoregressive(
             f"sequence length {length} exceeds the model's max_len={module.max_len}",
         )
     shift = True if module is None else bool(module.bos_shift)
+    pad_id = eos.check_eos(eos_id, pad_id, None if module is None else module.vocab_size)
     n_prompt = 0
     x = jnp.zeros(shape, jnp.int32)
     if prompt is not None:
@@ -104,33 +113,54 @@ def autoregressive(
     rows = transforms.option_rows(temperature, top_k, top_p)
     first = 0 if shift else 1
 
-    def draw(i: Array, x: Array, logits: Array) -> Array:
+    def draw(i: Array, x: Array, logits: Array, done: Array) -> tuple[Array, Array]:
         lp = rows(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1))
-        tok = categorical(jax.random.fold_in(key, i), lp)
-        return x.at[:, i].set(jnp.where(i < n_prompt, x[:, i], tok))
+        tok = jnp.where(i < n_prompt, x[:, i], categorical(jax.random.fold_in(key, i), lp))
+        if eos_id is not None:
+            done = done | ((tok == eos_id) & (i >= n_prompt))
+        return x.at[:, i].set(tok), done
+
+    def loop(body: Callable[[Array, Any, Array], tuple[Any, Array]], state: Any) -> Array:
+        """Positions first..L-1; stops early once every row is done (with ``eos_id``)."""
+
+        def cond(carry: tuple) -> Array:
+            i, _, done = carry
+            return (i < length) & ~jnp.all(done)
+
+        def step(carry: tuple) -> tuple:
+            i, state, done = carry
+            state, done = body(i, state, done)
+            return i + 1, state, done
+
+        start = (jnp.int32(first), state, jnp.zeros((b,), bool))
+        return jax.lax.while_loop(cond, step, start)[1]
 
     if cache:
 
-        def body(i: Array, carry: tuple[Array, Any]) -> tuple[Array, Any]:
+        def body(i: Array, carry: tuple[Array, Any], done: Array) -> tuple[Any, Array]:
             x, kv = carry
             m = nnx.merge(graphdef, params)
             token = x[:, jnp.maximum(i - 1, 0)]
             logits, kv = m.cached_step(token, kv, i if shift else i - 1, labels)
-            return draw(i, x, logits), kv
+            x, done = draw(i, x, logits, done)
+            return (x, kv), done
 
-        x, _ = jax.lax.fori_loop(first, length, body, (x, module.init_cache(b)))
-        return x
-
-    if module is None:
-        logits_fn: Callable[[Array], Array] = model
+        x, _ = loop(body, (x, module.init_cache(b)))
     else:
+        if module is None:
+            logits_fn: Callable[[Array], Array] = model
+        else:
 
-        def logits_fn(x: Array) -> Array:
-            return nnx.merge(graphdef, params)(x, None, labels)
+            def logits_fn(x: Array) -> Array:
+                return nnx.merge(graphdef, params)(x, None, labels)
 
-    def body_full(i: Array, x: Array) -> Array:
-        out = logits_fn(x)
-        row = jax.lax.dynamic_index_in_dim(out, i if shift else i - 1, axis=1, keepdims=False)
-        return draw(i, x, row)
+        def body_full(i: Array, x: Array, done: Array) -> tuple[Array, Array]:
+            out = logits_fn(x)
+            row = jax.lax.dynamic_index_in_dim(out, i if shift else i - 1, axis=1, keepdims=False)
+            return draw(i, x, row, done)
 
-    return jax.lax.fori_loop(first, length, body_full, x)
+        x = loop(body_full, x)
+    if eos_id is None:
+        return x
+    free = (jnp.arange(length) >= n_prompt)[None, :]
+    return eos.pad_after_eos(x, eos_id, pad_id, free)

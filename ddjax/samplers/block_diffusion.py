@@ -26,7 +26,7 @@ from jax.experimental import checkify
 from ddjax._struct import check
 from ddjax._validation import validate_tokens
 from ddjax.processes import require
-from ddjax.samplers import driver
+from ddjax.samplers import driver, eos
 
 __all__ = ["BlockDenoiser", "FunctionBlockDenoiser", "as_block_denoiser", "block_diffusion"]
 
@@ -205,19 +205,7 @@ def block_diffusion(
         )
         validate_tokens(jnp.where(fixed < 0, 0, fixed), process.vocab_size, "fixed")
         fixed = fixed.astype(jnp.int32)
-    k = process.vocab_size
-    if eos_id is not None:
-        check(
-            isinstance(eos_id, int) and 0 <= eos_id < k,
-            f"eos_id must be a data token id in 0..{k - 1}, got {eos_id!r}",
-        )
-        pad_id = eos_id if pad_id is None else pad_id
-        check(
-            isinstance(pad_id, int) and 0 <= pad_id <= k,
-            f"pad_id must be a token id in 0..{k} (K = the mask), got {pad_id!r}",
-        )
-    else:
-        check(pad_id is None, "pad_id needs eos_id")
+    pad_id = eos.check_eos(eos_id, pad_id, process.vocab_size)
 
     bd = as_block_denoiser(block_denoiser)
     mask_id = process.mask_id
@@ -274,12 +262,7 @@ def block_diffusion(
         x, calls = run()
     out: tuple[Array, ...] = (x,)
     if eos_id is not None:
-        free = jnp.ones(shape, bool) if fixed is None else fixed < 0
-        is_eos = (x == eos_id) & free
-        first = jnp.argmax(is_eos, axis=-1)
-        lengths = jnp.where(jnp.any(is_eos, axis=-1), first + 1, length).astype(jnp.int32)
-        x = jnp.where(jnp.arange(length)[None, :] >= lengths[:, None], pad_id, x)
-        out = (x, lengths)
+        out = eos.pad_after_eos(x, eos_id, pad_id, None if fixed is None else fixed < 0)
     if return_calls:
         out = (*out, calls)
     return out[0] if len(out) == 1 else out

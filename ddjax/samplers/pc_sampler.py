@@ -5,12 +5,16 @@ models"), masking processes only.
 Each step draws a token v_i ~ p(. | x) at every masked position and scores it by
 
     score_i = exp(-decay * i) * C_i,   C_i = p(v_i)                       (no frequencies)
-                                       C_i = p(v_i) * -log max(f(v_i), freq_floor)  (with f)
+                    C_i = min(p(v_i) * -log max(f(v_i), freq_floor), clip)  (with f)
 
 where i is the position index (0 = leftmost), p the (transformed) denoiser and f the
 reference token frequencies (``token_frequencies``, e.g. unigram frequencies of a corpus):
 the position weight steers decoding towards left to right, and the calibration
--log f suppresses frequent, uninformative tokens that the raw confidence decodes first.
+-log f suppresses frequent, uninformative tokens that the raw confidence decodes first;
+``clip`` (the paper's alpha, 10 in all its published runs) caps the calibrated score so a
+rare token is not decoded on its rarity alone. This is the scoring of the authors' code
+(NEUIR/PC-Sampler, ``pc_sampler_function``), with position i counted from the sequence
+start: a shift of i multiplies every weight by one constant, so the order is the same.
 The highest-scored masked positions are decoded (ties to the lower index) on a linear
 count schedule (:func:`decode_counts`), the others stay masked.
 
@@ -75,7 +79,8 @@ class PCSampler(driver.Step):
 
     Every step draws a token at each masked position from the denoiser (at the time whose
     masked fraction matches the current one) and decodes the highest-scored ones,
-    score_i = exp(-decay * i) * p(v_i) [* -log max(f(v_i), freq_floor)], on a linear
+    score_i = exp(-decay * i) * p(v_i) [* -log max(f(v_i), freq_floor), capped at clip],
+    on a linear
     count schedule (``steps`` = L: one token per step); the last step fills every mask
     (``final_step="argmax"``: with the mode).
 
@@ -89,11 +94,14 @@ class PCSampler(driver.Step):
       token_frequencies: float[K] reference frequencies f (normalised here), or None for
         no calibration.
       freq_floor: the floor on f inside the log (rare or unseen tokens), in (0, 1).
+      clip: the cap on the calibrated score p(v) * -log f(v) (the paper's alpha), > 0, or
+        None for no cap; used only with token_frequencies.
     """
 
     decay: float = 0.1
     token_frequencies: Any = None
     freq_floor: float = 1e-6
+    clip: float | None = 10.0
 
     name: ClassVar[str] = "pc_sampler"
     needs: ClassVar[tuple[str, ...]] = ("continuous_time", "mask", "schedule")
@@ -101,6 +109,8 @@ class PCSampler(driver.Step):
     def validate(self, process: Any, shape: tuple[int, int], steps: int | None) -> None:
         driver.check_number("decay", self.decay, 0.0)
         driver.check_number("freq_floor", self.freq_floor, 0.0, 1.0, open_lo=True)
+        if self.clip is not None:
+            driver.check_number("clip", self.clip, 0.0, open_lo=True)
         if self.token_frequencies is None:
             return
         f = concrete(self.token_frequencies)
@@ -125,13 +135,15 @@ class PCSampler(driver.Step):
     def score(self, log_probs: Array, tokens: Array) -> Array:
         """log score_i float32[B, L] of the drawn ``tokens`` under ``log_probs`` [B, L, K].
 
-        In log space, -decay * i + log p(v_i) [+ log(-log max(f(v_i), freq_floor))], so a
-        large decay does not underflow the weights to ties.
+        In log space, -decay * i + log p(v_i) [+ log(-log max(f(v_i), freq_floor)), capped
+        at log clip], so a large decay does not underflow the weights to ties.
         """
         log_conf = take_last(log_probs, tokens)
         cal = self.calibration()
         if cal is not None:
             log_conf = log_conf + jnp.log(cal)[tokens]
+            if self.clip is not None:
+                log_conf = jnp.minimum(log_conf, jnp.log(jnp.float32(self.clip)))
         pos = jnp.arange(tokens.shape[-1], dtype=jnp.float32)
         return log_conf - self.decay * pos[None, :]
 

@@ -2,7 +2,9 @@
 
 The table the MDLM, Duo and ReMDM papers report on OpenWebText: draw unconditional
 samples from a loaded checkpoint (``ddjax.interop``: mdlm-owt, sedd-small/medium, duo,
-duo-distilled) with each ddjax sampler and step count, and score them under a judge
+duo-distilled, bd3lm-owt-block_size4/8/16) with each ddjax sampler and step count (for
+BD3-LM: block by block with ``dd.samplers.block_diffusion`` and the exact KV cache, the
+named sampler inside each block, steps per block), and score them under a judge
 causal model (GPT-2 large in the papers, loaded with ``load_gpt2``) with
 ``ddjax.metrics.generative_perplexity``: samples end at their first end-of-text (the
 GPT-2 id 50256) and are scored in chunks of the judge's context with the first token of
@@ -12,6 +14,8 @@ entropy of the judge tokens (the diversity check; the papers' OWT data sit near 
     python -m experiments.tables.owt_genppl --checkpoint mdlm-owt --judge gpt2-large
     python -m experiments.tables.owt_genppl --checkpoint duo --judge gpt2-large \\
         --samplers ancestral --options plugin=True --steps 32,64,128,256,512,1024
+    python -m experiments.tables.owt_genppl --checkpoint bd3lm-owt-block_size16 \
+        --judge gpt2-large --samplers ancestral,first_hitting --steps 4,16
     python -m experiments.tables.owt_genppl --quick   # tiny fixtures, CPU, seconds
 
 A GPU run: launch/owt_genppl.sh CHECKPOINT JUDGE [extra flags].
@@ -27,24 +31,27 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from flax import nnx
 
 import ddjax as dd
 from experiments.tables import _report
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
-LOADERS = {"mdlm": dd.interop.load_mdlm, "sedd": dd.interop.load_sedd, "duo": dd.interop.load_duo}
-DEFAULT_SAMPLERS = {"masking": "ancestral,remdm", "uniform": "ancestral"}
+LOADERS = {
+    "mdlm": dd.interop.load_mdlm,
+    "sedd": dd.interop.load_sedd,
+    "duo": dd.interop.load_duo,
+    "bd3lm": dd.interop.load_bd3lm,
+}
+DEFAULT_SAMPLERS = {"masking": "ancestral,remdm", "uniform": "ancestral", "bd3lm": "ancestral"}
 
 
 def detect_kind(path: Path) -> str:
-    """'mdlm', 'sedd' or 'duo' from a checkpoint's config.json."""
+    """'mdlm', 'sedd', 'duo' or 'bd3lm' from a checkpoint's config.json."""
     cfg_path = (path if path.is_dir() else path.parent) / "config.json"
     cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
     if cfg.get("model_type") == "bd3lm" or "block_size" in cfg:
-        raise SystemExit(
-            f"{path} is a BD3-LM checkpoint: it needs a block sampler (block by block over "
-            "model.cached_block), which the samplers do not offer yet"
-        )
+        return "bd3lm"
     if "graph" in cfg:
         return "sedd"
     if cfg.get("model_type") == "mdlm" or "hidden_dim" in cfg:
@@ -63,13 +70,40 @@ def sample(
     seed: int,
     options: dict | None = None,
 ) -> tuple[np.ndarray, float]:
-    """``batches`` x shape[0] samples, int32[N, L], and the sampling wall time (s)."""
+    """``batches`` x shape[0] samples, int32[N, L], and the sampling wall time (s).
+
+    A BD3-LM checkpoint samples block by block (``dd.samplers.block_diffusion`` with the
+    exact KV cache, ``sampler`` inside each block, ``steps`` per block); the parameters
+    enter the compiled program as arguments, not constants.
+    """
     options = options or {}
-    fn = jax.jit(
-        lambda key: dd.samplers.SAMPLERS[sampler](
-            key, pretrained.denoiser, pretrained.process, shape, steps=steps, **options
-        )
-    )
+    process = pretrained.process
+    if pretrained.kind == "bd3lm":
+        graphdef, params = nnx.split(pretrained.model, nnx.Param)
+        timed = bool(pretrained.config.get("time_conditioning", False))
+
+        def run(params: object, key: jax.Array) -> jax.Array:
+            # BD3-LM's released models are time-free (the network sees t = 0): cacheable.
+            den = dd.models.block_denoiser(
+                (graphdef, params), process, time_conditioning=timed, cache=not timed
+            )
+            return dd.samplers.block_diffusion(
+                key, den, process, shape, block_size=den.block_size, steps=steps,
+                inner=sampler, **options,
+            )  # fmt: skip
+    else:
+        params = None
+
+        def run(params: object, key: jax.Array) -> jax.Array:
+            return dd.samplers.SAMPLERS[sampler](
+                key, pretrained.denoiser, process, shape, steps=steps, **options
+            )
+
+    jitted = jax.jit(run)
+
+    def fn(key: jax.Array) -> jax.Array:
+        return jitted(params, key)
+
     out = [np.asarray(fn(jax.random.key(seed)))]  # compiles
     started = time.time()
     for b in range(1, batches):
@@ -110,10 +144,14 @@ def main() -> None:
     judge = dd.interop.load_gpt2(args.judge)
     process = pretrained.process
     family = "masking" if process.mask_id is not None else "uniform"
+    family = "bd3lm" if kind == "bd3lm" else family
     samplers = (args.samplers or DEFAULT_SAMPLERS[family]).split(",")
-    steps_list = [
-        int(s) for s in (args.steps or ("4,8" if args.quick else "128,256,512,1024")).split(",")
-    ]
+    if kind == "bd3lm":  # steps per block: one token per call at steps = block size
+        block = pretrained.model.block_size
+        default_steps = f"{max(block // 2, 1)},{block}"
+    else:
+        default_steps = "4,8" if args.quick else "128,256,512,1024"
+    steps_list = [int(s) for s in (args.steps or default_steps).split(",")]
     length = args.length or pretrained.model.max_len
     shape = (args.batch or (4 if args.quick else 16), length)
     batches = args.batches or (2 if args.quick else 4)
@@ -146,9 +184,17 @@ def main() -> None:
             print(rows[-1], flush=True)
 
     header = ["sampler", "steps", "gen. perplexity", "entropy (nats)", "ms per batch"]
+    if kind == "bd3lm":
+        header[1] = "steps per block"
     notes = (
         f"Checkpoint {args.checkpoint} ({kind}, {type(process).__name__} over K = {vocab}, "
-        f"{type(process.schedule).__name__} schedule), judge {args.judge} "
+        f"{type(process.schedule).__name__} schedule"
+        + (
+            f", block size {pretrained.model.block_size}, sampled block by block with the KV cache"
+            if kind == "bd3lm"
+            else ""
+        )
+        + f"), judge {args.judge} "
         f"({len(judge.model.blocks)} layers); {shape[0] * batches} samples of {length} "
         f"tokens per cell; first-EOS id {eos}; sampler options {options or 'the defaults'}. "
         "Generative perplexity by ddjax.metrics.generative_perplexity (its docstring has "
