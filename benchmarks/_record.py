@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from experiments.tables import _report  # noqa: E402
+from experiments import provenance  # noqa: E402
 
 
 class _Tee:
@@ -61,7 +61,7 @@ def recorded(path: str | None) -> Iterator[None]:
     script = os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)
     command = shlex.join(["python", script, *sys.argv[1:]])
     text = (
-        _report.provenance_text(_report.provenance(command, started))
+        provenance.provenance_text(provenance.provenance(command, started))
         + "\n"
         + to_markdown("".join(tee.lines))
         + "\n"

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
-import shlex
 import shutil
 import subprocess
 import sys
@@ -15,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import jax
+from experiments.provenance import command, provenance, provenance_text
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -32,30 +29,6 @@ def sampling_table_parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def machine() -> str:
-    """A one-line description of the machine and the JAX backend."""
-    dev = jax.devices()[0]
-    return (
-        f"{platform.machine()}, {os.cpu_count()} CPU cores, JAX {jax.__version__} on "
-        f"{dev.platform} ({dev.device_kind})"
-    )
-
-
-def command() -> str:
-    return " ".join(
-        ["python -m", __import__("__main__").__spec__.name, shlex.join(sys.argv[1:])]
-    ).strip()
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     def fmt(v: object) -> str:
         if isinstance(v, float):
@@ -65,26 +38,6 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def provenance(cmd: str, started: float) -> dict:
-    """What made a result: command, machine, wall time since ``started``, commit, date."""
-    return {
-        "command": cmd,
-        "machine": machine(),
-        "wall_time_s": round(time.time() - started, 1),
-        "commit": git_commit(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
-
-
-def provenance_text(meta: dict, wall_note: str = "") -> str:
-    """The three markdown lines every table and benchmark record carries."""
-    return (
-        f"Command: `{meta['command']}`  \nMachine: {meta['machine']}  \n"
-        f"Wall time: {meta['wall_time_s']} s, commit {meta['commit']}, {meta['date']}"
-        f"{wall_note}\n"
-    )
 
 
 def write(
