@@ -68,6 +68,7 @@ def test_cfg_posterior_mode_mixes_posteriors(joint):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # 45 s each on 2 cores; the denoiser-level identity below stays default
 @pytest.mark.parametrize("gamma, which", [(1.0, "cond"), (0.0, "marg")])
 def test_exact_classifier_guidance_endpoints(joint, gamma, which):
     proc = dd.processes.Masking(3)
