@@ -39,6 +39,11 @@ SECTIONS = [
         "python -m experiments.tables.block_sizes",
     ),
     (
+        "block_decoding",
+        "Block diffusion decoding: sample quality against network calls per token",
+        "python -m experiments.tables.block_decoding",
+    ),
+    (
         "posterior_oracle",
         "Posterior and planned samplers against the oracle (split_gibbs, aps, ddpd, pc_sampler)",
         "python -m experiments.tables.posterior_oracle",
