@@ -29,6 +29,7 @@ validation text and the AR model's own samples (which the judge scores as itself
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
@@ -50,12 +51,15 @@ HEADER = [
     "steps / block",
     "threshold",
     "calls / token",
+    "calls / token, all rows at once",
     "judge bits/char",
     "s.e.",
     "entropy (nats)",
     "real words",
     "wall s",
 ]
+# calls / token: mean over sequences drawn one at a time; "all rows at once": one run on
+# every row together (threshold decoding: each block takes the calls of its slowest row)
 
 
 def decoders(block: int, steps: list[int], thresholds: list[float]) -> list[dict[str, Any]]:
@@ -88,23 +92,49 @@ def sample_blocks(
     inner: str,
     steps: int | None,
     threshold: float | None,
-) -> tuple[np.ndarray, int, float]:
+    one_at_a_time: bool = True,
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Block diffusion from a trained BD3-LM run with the exact KV cache: (samples
-    int32[B, L], block-denoiser calls as counted by the sampler, run wall seconds)."""
+    int32[B, L], block-denoiser calls as counted by the sampler, run wall seconds).
+
+    ``one_at_a_time``: each sequence is its own sampler run (``lax.map`` over the B
+    keys of ``split(key, B)``, batch 1), so the calls int32[B] are per sequence; else
+    one run on all B rows with ``key``, whose call int32[1] serves every row (with
+    threshold decoding it is the most any row needs)."""
     process = exp.objective.process
     options = {} if threshold is None else {"threshold": threshold}
 
-    def run(p: Any, k: Any) -> Any:
+    def draw(p: Any, k: Any, rows: tuple[int, int]) -> Any:
         bd = dd.models.block_denoiser(
             (exp.graphdef, p), process, block_size=block, cache=True, time_conditioning=False
         )
         return dd.samplers.count_calls(
-            dd.samplers.block_diffusion, k, bd, process, shape,
+            dd.samplers.block_diffusion, k, bd, process, rows,
             block_size=block, steps=steps, inner=inner, **options,
         )  # fmt: skip
 
+    def run(p: Any, k: Any) -> Any:
+        if not one_at_a_time:
+            x, calls = draw(p, k, shape)
+            return x, calls[None]
+        x, calls = jax.lax.map(lambda kk: draw(p, kk, (1, shape[1])), jax.random.split(k, shape[0]))
+        return x[:, 0], calls
+
     (x, calls), wall = timed(run, params, key)
-    return x, int(calls), wall
+    return x, np.asarray(calls), wall
+
+
+def cached(path: Path, reuse: bool, measure: Any) -> dict[str, Any]:
+    """``measure()``'s record (json-able dict), written to ``path`` with the machine load
+    around it; with ``reuse``, the record already at ``path`` instead (a row measured by
+    an earlier invocation on the same runs)."""
+    if reuse and path.exists():
+        return json.loads(path.read_text())
+    before = _load()
+    record = {**measure(), "load": f"{before} -> {_load()}"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return record
 
 
 def quality(exp_ar: Any, params_ar: Any, exp: Any, x: np.ndarray) -> dict[str, float]:
@@ -147,9 +177,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=None, help="samples per row (64)")
     parser.add_argument("--seed", type=int, default=0, help="the one key of every row")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--reuse", action="store_true", help="read rows measured earlier on the same runs"
+    )
     args = parser.parse_args()
     started = time.time()
-    load_before = _load()
     if args.quick:
         args.runs = args.runs / "quick"  # never over the full runs
         _train_quick(args.runs)
@@ -163,47 +195,90 @@ def main() -> None:
     exp_ar, params_ar = restore(args.runs / "ar")
     key = jax.random.key(args.seed)
     rows: list[list[Any]] = []
+    loads: list[float] = []
     measured: list[dict[str, Any]] = []
     length = exp_ar.data.seq_len
     shape = (num, length)
 
     def add(label: str, inner: str, s: Any, c: Any, calls: Any, q: dict, wall: Any) -> None:
         per_token = calls if isinstance(calls, str) else round(calls, 3)
+        batched = q.get("calls_batched", "-")
+        batched = batched if isinstance(batched, str) else round(batched / length, 3)
         rows.append(
-            [label, inner, s, c, per_token, round(q["bits"], 4), round(q["se"], 4),
+            [label, inner, s, c, per_token, batched, round(q["bits"], 4), round(q["se"], 4),
              round(q["entropy"], 3), round(q["words"], 3), wall]
         )  # fmt: skip
-        measured.append({"model": label, "inner": inner, "steps": s,
-                         "threshold": None if c == "-" else c, "calls": calls, **q})  # fmt: skip
+        measured.append({**q, "length": length, "model": label, "inner": inner, "steps": s,
+                         "threshold": None if c == "-" else c, "calls": calls})  # fmt: skip
+        if "load" in q:  # 'load average a / b / c -> load average d / e / f'
+            loads.extend(float(part.split()[2]) for part in q["load"].split("->"))
         print(rows[-1], flush=True)
 
     valid = np.asarray(exp_ar.data.eval_x[:num])
     add("validation text", "-", "-", "-", "-", quality(exp_ar, params_ar, exp_ar, valid), "-")
-    ar_x, ar_wall = timed(
-        lambda p, k: sampling.sample_ar(k, exp_ar.graphdef, p, shape, 1.0), params_ar, key
-    )
-    add("AR (judge itself)", "autoregressive", "-", "-", 1.0,
-        quality(exp_ar, params_ar, exp_ar, ar_x), round(ar_wall, 2))  # fmt: skip
+
+    def measure_ar() -> dict[str, Any]:
+        ar_x, wall = timed(
+            lambda p, k: sampling.sample_ar(k, exp_ar.graphdef, p, shape, 1.0), params_ar, key
+        )
+        q = quality(exp_ar, params_ar, exp_ar, ar_x)
+        return {"calls": length, "calls_batched": length, "wall": wall, **q}
+
+    tag = f"n{num}_seed{args.seed}"
+    m = cached(args.runs / "ar" / "decoding" / f"autoregressive_{tag}.json", args.reuse, measure_ar)
+    add("AR (judge itself)", "autoregressive", "-", "-", m["calls"] / length, m,
+        round(m["wall"], 2))  # fmt: skip
 
     for block in blocks:
-        exp, params = restore(args.runs / str(block))
-        if exp.data.seq_len != length:
-            raise SystemExit(f"block {block}'s run has L = {exp.data.seq_len}, the AR's {length}")
+        loaded: list[Any] = []
+
+        def model(block: int = block, loaded: list = loaded) -> tuple[Any, Any]:
+            if not loaded:  # restored only when a row is not read from its cache
+                exp, params = restore(args.runs / str(block))
+                if exp.data.seq_len != length:
+                    raise SystemExit(
+                        f"block {block}'s run has L = {exp.data.seq_len}, the AR's {length}"
+                    )
+                loaded.extend([exp, params])
+            return loaded[0], loaded[1]
+
         label = f"BD3-LM block {block}"
         for d in decoders(block, steps, thresholds):
-            x, calls, wall = sample_blocks(exp, params, key, shape, block, **d)
-            q = quality(exp_ar, params_ar, exp, x)
+
+            def measure(d: dict = d, block: int = block, model: Any = model) -> dict[str, Any]:
+                exp, params = model()
+                x, calls, wall = sample_blocks(exp, params, key, shape, block, **d)
+                record = {"calls": float(calls.mean()), "calls_max": int(calls.max()),
+                          "wall": wall, **quality(exp_ar, params_ar, exp, x)}  # fmt: skip
+                if d["threshold"] is None:  # a planned count: the same for every row
+                    if calls.min() != calls.max():
+                        raise RuntimeError(f"{d}: calls differ between sequences: {calls}")
+                    record["calls_batched"] = int(calls[0])
+                else:  # all rows in one run: the calls of the slowest row, per block
+                    _, batched, wall_b = sample_blocks(
+                        exp, params, key, shape, block, **d, one_at_a_time=False
+                    )
+                    record.update(calls_batched=int(batched[0]), wall_batched=wall_b)
+                return record
+
+            name = f"{d['inner']}_steps{d['steps']}_threshold{d['threshold']}_{tag}.json"
+            m = cached(args.runs / str(block) / "decoding" / name, args.reuse, measure)
             s = "-" if d["steps"] is None else d["steps"]
             c = "-" if d["threshold"] is None else d["threshold"]
-            add(label, d["inner"], s, c, float(calls) / length, q, round(wall, 2))
+            add(label, d["inner"], s, c, m["calls"] / length, m, round(m["wall"], 2))
 
     notes = (
         f"{num} samples of {length} characters per row, every row with the same key; "
         f"BD3-LM models of the block-size table (runs in `{_rel(args.runs)}`, their "
         f"training settings in that table), sampled block by block with the exact KV "
         f"cache. calls / token: block-denoiser calls counted by the sampler "
-        f"(`dd.samplers.count_calls`), divided by {length}; one batched call serves all "
-        f"rows; the cache write after each block is not counted. judge bits/char: exact "
+        f"(`dd.samplers.count_calls`; the cache write after each block is not counted) "
+        f"divided by {length}, with every sequence drawn on its own (batch 1, `lax.map` "
+        f"over {num} keys split from one), the mean over sequences; 'all rows at once': "
+        f"the same settings in one run on all {num} rows (one batched call serves every "
+        f"row, and with threshold decoding each block runs until its slowest row is done, "
+        f"so that count is the most calls any row needs, not their mean). The samples, "
+        f"quality columns and wall s are those of the one-at-a-time runs. judge bits/char: exact "
         f"NLL of the samples under the AR row of the block-size table (same size and "
         f"budget; per-character perplexity = 2 ** bits/char), mean over samples with its "
         f"standard error; the AR row's own samples are scored by the model that drew "
@@ -212,8 +287,11 @@ def main() -> None:
         f"text's in its row). real words: the fraction of the samples' words that are "
         f"words of the training text (words cut by a sample's ends count as misses, so "
         f"the validation text sits under 100%). wall s: the compiled sampler's run alone, "
-        f"all {num} samples (CPU, shared: indicative). Machine load at the start: "
-        f"{load_before}; at the end: {_load()}.\n\n" + reading(measured)
+        f"all {num} samples one after another (CPU, shared by other jobs: indicative). "
+        f"Machine load (1-minute average) around the sampled rows: {min(loads):.1f} to "
+        f"{max(loads):.1f} "
+        f"(each row's is in its record under `runs/<row>/decoding/`; rows of earlier "
+        f"invocations are read back with --reuse).\n\n" + reading(measured)
     )
     out = args.out or _report.DOCS / "tables"
     path = _report.write("block_decoding", HEADER, rows, started, notes, out)
@@ -225,6 +303,14 @@ def _rel(path: Path) -> str:
         return str(path.resolve().relative_to(_report.ROOT))
     except ValueError:
         return str(path)
+
+
+def _at_once(m: dict[str, Any]) -> str:
+    """', X all rows at once' when a threshold row's batched count differs."""
+    batched = m.get("calls_batched")
+    if m.get("threshold") is None or batched is None or not m.get("length"):
+        return ""
+    return f" ({batched / m['length']:.3f} with all rows at once)"
 
 
 def reading(measured: list[dict[str, Any]]) -> str:
@@ -247,7 +333,7 @@ def reading(measured: list[dict[str, Any]]) -> str:
                 continue
             gap = m["bits"] - ref["bits"]
             noise = 2 * math.hypot(m["se"], ref["se"])
-            if abs(gap) < noise:
+            if abs(gap) < max(noise, 5e-4):  # 5e-4: under the printed precision
                 verdict = "a tie with first_hitting within two s.e."
             elif gap < 0:
                 verdict = "lower than first_hitting (the judge prefers it)"
@@ -259,8 +345,8 @@ def reading(measured: list[dict[str, Any]]) -> str:
                 else f"threshold {m['threshold']}"
             )
             lines.append(
-                f"  - confidence, {how}: {m['calls']:.3f} calls/token, {m['bits']:.3f} "
-                f"bits/char ({gap:+.3f}, {verdict}), entropy {m['entropy']:.3f}, "
+                f"  - confidence, {how}: {m['calls']:.3f} calls/token{_at_once(m)}, "
+                f"{m['bits']:.3f} bits/char ({gap:+.3f}, {verdict}), entropy {m['entropy']:.3f}, "
                 f"{m['words']:.0%} real words."
             )
     if not lines:
