@@ -12,17 +12,20 @@ and block 4 by default, read from ``runs/block_sizes/<block>``) with
 - ``confidence`` with ``threshold=c`` (Fast-dLLM): every position whose top probability
   exceeds c, at least one per call; the number of calls adapts.
 
-Columns: network calls per generated token, measured (``return_calls`` of the sampler,
-one batched block-denoiser call counted once; the KV-cache writes after each block are
-not counted); the judge's bits per character of the samples under the AR row of the
-same table (an exact causal NLL; per-character perplexity = 2 ** bits/char), with the
-standard error over samples; the mean unigram entropy of each sample (nats); the
-fraction of the samples' words that are words of the training text
-(``dd.metrics.word_rate``); the sampler's wall seconds (compiled, compile time apart).
-Every row draws the same number of samples with the same key. Reference rows: the
-validation text and the AR model's own samples (which the judge scores as itself).
+Every sequence is drawn on its own (batch 1; ``lax.map`` over keys split from one key,
+the same for every row), so the calls are per sequence; threshold rows are also run on
+all rows at once, where each block runs until its slowest row is done. Columns: network
+calls per generated token, measured (``dd.samplers.count_calls``; the KV-cache write
+after each block is not counted), mean over sequences and all rows at once; the judge's
+bits per character of the samples under the AR row of the same table (an exact causal
+NLL; per-character perplexity = 2 ** bits/char), with its standard error over samples;
+the mean unigram entropy of each sample (nats); the fraction of the samples' words that
+are words of the training text (``dd.metrics.word_rate``); the sampler's wall seconds
+(compiled, compile time apart). Reference rows: the validation text and the AR model's
+own samples (which the judge scores as itself). Rows are cached under
+``runs/block_sizes/<row>/decoding/``; ``--reuse`` reads them back.
 
-    python -m experiments.tables.block_decoding             # docs/tables/block_decoding.*
+    python -m experiments.tables.block_decoding --reuse     # docs/tables/block_decoding.*
     python -m experiments.tables.block_decoding --quick     # tiny runs of its own (CI)
 """
 
@@ -130,8 +133,8 @@ def cached(path: Path, reuse: bool, measure: Any) -> dict[str, Any]:
     an earlier invocation on the same runs)."""
     if reuse and path.exists():
         return json.loads(path.read_text())
-    before = _load()
-    record = {**measure(), "load": f"{before} -> {_load()}"}
+    before, start = _load(), time.time()
+    record = {**measure(), "load": f"{before} -> {_load()}", "elapsed": time.time() - start}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
     return record
@@ -172,8 +175,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny runs of its own (CI)")
     parser.add_argument("--runs", type=Path, default=_report.ROOT / "runs" / "block_sizes")
     parser.add_argument("--blocks", default=None, help="block-size rows to sample (16,4)")
-    parser.add_argument("--steps", default=None, help="confidence steps per block (16,8,4,2)")
-    parser.add_argument("--thresholds", default=None, help="threshold decoding (0.9,0.7,0.5)")
+    parser.add_argument("--steps", default=None, help="confidence steps per block (16,8,4,2,1)")
+    parser.add_argument(
+        "--thresholds", default=None, help="threshold decoding (0.9,0.7,0.5,0.3,0.1)"
+    )
     parser.add_argument("--samples", type=int, default=None, help="samples per row (64)")
     parser.add_argument("--seed", type=int, default=0, help="the one key of every row")
     parser.add_argument("--out", type=Path, default=None)
@@ -187,7 +192,7 @@ def main() -> None:
         _train_quick(args.runs)
     blocks = [int(b) for b in (args.blocks or ("4" if args.quick else "16,4")).split(",")]
     steps = [int(s) for s in (args.steps or ("4,2" if args.quick else "16,8,4,2,1")).split(",")]
-    thresholds = [float(c) for c in (args.thresholds or "0.9,0.7,0.5").split(",")]
+    thresholds = [float(c) for c in (args.thresholds or "0.9,0.7,0.5,0.3,0.1").split(",")]
     if args.quick:
         thresholds = thresholds[-1:]
     num = args.samples or (4 if args.quick else 64)
@@ -196,6 +201,7 @@ def main() -> None:
     key = jax.random.key(args.seed)
     rows: list[list[Any]] = []
     loads: list[float] = []
+    elapsed: list[float] = []
     measured: list[dict[str, Any]] = []
     length = exp_ar.data.seq_len
     shape = (num, length)
@@ -210,6 +216,8 @@ def main() -> None:
         )  # fmt: skip
         measured.append({**q, "length": length, "model": label, "inner": inner, "steps": s,
                          "threshold": None if c == "-" else c, "calls": calls})  # fmt: skip
+        if "wall" in q:  # the row's own time (records before "elapsed": its sampler runs)
+            elapsed.append(q.get("elapsed", q["wall"] + q.get("wall_batched", 0.0)))
         if "load" in q:  # 'load average a / b / c -> load average d / e / f'
             loads.extend(float(part.split()[2]) for part in q["load"].split("->"))
         print(rows[-1], flush=True)
@@ -294,7 +302,9 @@ def main() -> None:
         f"invocations are read back with --reuse).\n\n" + reading(measured)
     )
     out = args.out or _report.DOCS / "tables"
-    path = _report.write("block_decoding", HEADER, rows, started, notes, out)
+    path = _report.write(
+        "block_decoding", HEADER, rows, started, notes, out, compute_s=sum(elapsed)
+    )
     print(path.read_text())
 
 

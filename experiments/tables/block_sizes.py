@@ -12,8 +12,8 @@ with lr 2e-3 and 50 warmup steps, and the BD3-LM rows with BD3-LM's clipped mask
 schedule (mask rates U[0.45, 0.95], the recipe of ``experiments/configs/default.py``);
 ``--mask_rate 0,1`` is the full schedule. Validation always uses the full-schedule bound.
 
-    python -m experiments.tables.block_sizes --steps 400 --batch 16 --eval_batches 3
-    python -m experiments.tables.block_sizes --reuse ...       # read finished runs
+    python -m experiments.tables.block_sizes           # 400 steps, batch 16, 3 eval batches
+    python -m experiments.tables.block_sizes --reuse   # read finished runs of the same flags
     python -m experiments.tables.block_sizes --quick          # a few steps per row (CI)
 
 The trained runs (``runs/block_sizes/<row>``, checkpoints and config.json) are what
@@ -79,11 +79,13 @@ def _load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a few steps per row (CI)")
-    parser.add_argument("--steps", type=int, default=None, help="train steps per row")
+    parser.add_argument("--steps", type=int, default=None, help="train steps per row (400)")
     parser.add_argument("--layers", type=int, default=None, help="model.num_layers (4)")
     parser.add_argument("--width", type=int, default=None, help="model.width (128)")
-    parser.add_argument("--batch", type=int, default=None, help="train.batch_size (32)")
-    parser.add_argument("--eval_batches", type=int, default=0, help="eval.max_batches (0: all)")
+    parser.add_argument("--batch", type=int, default=None, help="train.batch_size (16)")
+    parser.add_argument(
+        "--eval_batches", type=int, default=3, help="eval.max_batches of 128 sequences (0: all)"
+    )
     parser.add_argument("--lr", type=float, default=2e-3, help="optim.lr, every row")
     parser.add_argument("--warmup", type=int, default=50, help="optim.warmup_steps, every row")
     parser.add_argument(
@@ -97,7 +99,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="read finished runs, don't retrain")
     args = parser.parse_args()
     started = time.time()
-    steps = args.steps or (3 if args.quick else 1000)
+    steps = args.steps or (3 if args.quick else 400)
+    if args.batch is None and not args.quick:
+        args.batch = 16
     if args.quick:
         overrides = quick_overrides(steps)
         args.runs = args.runs / "quick"  # never over the full runs
@@ -144,7 +148,7 @@ def main() -> None:
     header = ["model", "valid bits/char", "s.e.", "kind", "train steps", "wall s"]
     layers = args.layers or (1 if args.quick else 4)
     width = args.width or (32 if args.quick else 128)
-    batch = args.batch or (4 if args.quick else 32)
+    batch = args.batch or 4  # quick: quick_overrides' batch
     if (lo, hi) == (0.0, 1.0):
         schedule = "the full schedule (mask rates U[0, 1])"
     else:
