@@ -201,9 +201,12 @@ def reading(bpc: dict[str, float], se: dict[str, float] | None = None) -> str:
     for ref in ("ar", "mdlm"):
         if ref in bpc and blocks:
             nearest = min(blocks, key=lambda n: abs(bpc[n] - bpc[ref]))
+            gap = bpc[nearest] - bpc[ref]
+            noise = 2 * math.hypot(se.get(ref, 0.0), se.get(nearest, 0.0))
+            within = "within" if abs(gap) < noise else "beyond"
             lines.append(
                 f"- {ref.upper()} {bpc[ref]:.3f}: closest BD3-LM row is block {nearest} "
-                f"({bpc[nearest]:.3f})."
+                f"({bpc[nearest]:.3f}, {gap:+.3f}: {within} two standard errors)."
             )
     if not lines:
         return ""
