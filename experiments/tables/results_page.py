@@ -48,6 +48,11 @@ SECTIONS = [
         "Steering samplers against the oracle (smc, svdd, edlm)",
         "python -m experiments.tables.steering_oracle",
     ),
+    (
+        "steering_text",
+        "Steering on tiny Shakespeare: edlm against ancestral, reward against perplexity",
+        "python -m experiments.tables.steering_text",
+    ),
     ("digits", "Digits: bits per pixel", "python -m experiments.tables.digits"),
     (
         "guidance_digits",
