@@ -146,12 +146,14 @@ class Scorer:
         nats = -np.asarray(ar_log_likelihood(self.judge, x, batch_size=64))
         k = self.exp.objective.process.vocab_size
         per_char = nats / x.shape[1]
+        rewards = np.asarray(self.reward(jnp.asarray(x)))
         return {
             "ppl": float(dd.metrics.perplexity(nats, x.shape[1])),
             "log_ppl_se": float(per_char.std(ddof=1) / math.sqrt(len(per_char))),
             "entropy": float(np.asarray(dd.metrics.unigram_entropy(x, k)).mean()),
             "words": float(dd.metrics.word_rate(self.exp.data.decode(x), self.vocab)),
-            "reward": float(np.asarray(self.reward(jnp.asarray(x))).mean()),
+            "reward": float(rewards.mean()),
+            "reward_se": float(rewards.std(ddof=1) / math.sqrt(len(rewards))),
         }
 
 
@@ -426,9 +428,12 @@ def reading(results: dict, steps_a: list[int], ns: list[int], lams: list[float])
         lam, top = cells[-1]
         d_r = top["reward"] - base["reward"]
         d_l = math.log(top["ppl"]) - math.log(base["ppl"])
+        z_r = d_r / max(math.hypot(top["reward_se"], base["reward_se"]), 1e-12)
+        z_l = d_l / max(math.hypot(top["log_ppl_se"], base["log_ppl_se"]), 1e-12)
         line = (
             f"- {label} (N = {ns[0]}), vowel fraction / perplexity: {path}; at lambda {lam:g} "
-            f"the reward moves {d_r:+.3f} for {d_l:+.3f} nats/char of judge log perplexity"
+            f"the reward moves {d_r:+.3f} ({z_r:+.1f} s.e.) for {d_l:+.3f} nats/char of judge "
+            f"log perplexity ({z_l:+.1f} s.e.{', no measurable cost' if abs(z_l) < 2 else ''})"
         )
         if "resamplings" in top:
             counts = "/".join(f"{c['resamplings']:.1f}" for _lam, c in cells)
