@@ -93,6 +93,18 @@ COMMENTS = {
         "likelihoods (BD3-LM reports OWT perplexity falling from MDLM's towards AR's as the "
         "block shrinks, at 12 layers x 768 and 1M steps)."
     ),
+    "steering_text": (
+        "The MDLM behind this table is small and briefly trained (its samples score worse "
+        "under the judge than a uniform guess over the 27 characters would), while the AR "
+        "model EDLM reweights by is much stronger, so EDLM's gain is large and ancestral's "
+        "perplexity is flat beyond a few steps; the equal-wall comparison therefore does not "
+        "hinge on how closely the walls match (they are matched on a shared machine whose load "
+        "varied). The judge is a second AR model, not the one EDLM uses. In part B the vowel "
+        "reward rises with the strength at no measurable perplexity cost at this model quality; "
+        "smc without a twist weighs only the finished samples (one of N picked at t = 0), so "
+        "its pull levels off with the strength, while the twisted smc and svdd act at every "
+        "step."
+    ),
     "exact_toy": (
         "theta_trapezoidal is second order (Ren et al.) where its positive part "
         "(a1 R(x*) - a2 R(x) 1[x*_i = x_i])_+ stays inactive: on the weak target; on the "
