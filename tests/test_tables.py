@@ -33,6 +33,7 @@ def test_posterior_oracle_quick(tmp_path):
     assert (out / "posterior_oracle.csv").exists()
 
 
+@pytest.mark.slow  # 15-25 s; the exact-toy table's --quick run stays in the default tier
 def test_gumbel_precision_quick(tmp_path):
     out = _run("experiments.tables.gumbel_precision", tmp_path)
     text = (out / "gumbel_precision.md").read_text()
