@@ -247,8 +247,8 @@ def bench(args: argparse.Namespace) -> None:
         calls = int(calls)
         print(f"| {label} | {calls} | {calls / length:.3f} |")
     print(
-        "(no trained model at hand: calls per token only; generative perplexity against "
-        "fixed-step decoding needs a trained BD3-LM)"
+        "(a random network: calls per token only; generative perplexity against "
+        "fixed-step decoding on trained BD3-LMs: docs/tables/block_decoding.md)"
     )
 
 

@@ -15,7 +15,7 @@ import time
 
 import jax
 
-__all__ = ["command", "git_commit", "machine", "provenance", "provenance_text"]
+__all__ = ["command", "git_commit", "load_average", "machine", "provenance", "provenance_text"]
 
 
 def machine() -> str:
@@ -28,9 +28,11 @@ def machine() -> str:
 
 
 def command() -> str:
-    return " ".join(
-        ["python -m", __import__("__main__").__spec__.name, shlex.join(sys.argv[1:])]
-    ).strip()
+    """How this process was started: ``python -m MODULE ARGS`` (or ``python SCRIPT ARGS``
+    when the main module has no spec, e.g. a script or a test worker)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    head = ["python -m", spec.name] if spec is not None else ["python", sys.argv[0]]
+    return " ".join([*head, shlex.join(sys.argv[1:])]).strip()
 
 
 def git_commit() -> str:
@@ -50,6 +52,7 @@ def provenance(cmd: str, started: float) -> dict:
         "wall_time_s": round(time.time() - started, 1),
         "commit": git_commit(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load": load_average(),
     }
 
 
@@ -58,5 +61,15 @@ def provenance_text(meta: dict, wall_note: str = "") -> str:
     return (
         f"Command: `{meta['command']}`  \nMachine: {meta['machine']}  \n"
         f"Wall time: {meta['wall_time_s']} s, commit {meta['commit']}, {meta['date']}"
-        f"{wall_note}\n"
+        f"{wall_note}" + (f"; {meta['load']} at the end" if "load" in meta else "") + "\n"
     )
+
+
+def load_average() -> str:
+    """The 1 / 5 / 15-minute load averages as one phrase (timings on a shared machine
+    say how loaded it was)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f}"

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -77,14 +76,6 @@ def decoders(block: int, steps: list[int], thresholds: list[float]) -> list[dict
     return rows
 
 
-def timed(fn: Any, *args: Any) -> tuple[Any, float]:
-    """``fn(*args)`` compiled ahead of time; (output as numpy, run wall seconds)."""
-    compiled = jax.jit(fn).lower(*args).compile()
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(*args))
-    return jax.tree.map(np.asarray, out), time.perf_counter() - start
-
-
 def sample_blocks(
     exp: Any,
     params: Any,
@@ -123,7 +114,7 @@ def sample_blocks(
         x, calls = jax.lax.map(lambda kk: draw(p, kk, (1, shape[1])), jax.random.split(k, shape[0]))
         return x[:, 0], calls
 
-    (x, calls), wall = timed(run, params, key)
+    (x, calls), wall = _report.timed(run, params, key)
     return x, np.asarray(calls), wall
 
 
@@ -133,8 +124,9 @@ def cached(path: Path, reuse: bool, measure: Any) -> dict[str, Any]:
     an earlier invocation on the same runs)."""
     if reuse and path.exists():
         return json.loads(path.read_text())
-    before, start = _load(), time.time()
-    record = {**measure(), "load": f"{before} -> {_load()}", "elapsed": time.time() - start}
+    before, start = _report.load_average(), time.time()
+    record = {**measure(), "load": f"{before} -> {_report.load_average()}"}
+    record["elapsed"] = time.time() - start
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
     return record
@@ -163,11 +155,6 @@ def _train_quick(runs: Path) -> None:
     ):
         if not (runs / name / "config.json").exists():
             _report.train_config(config, runs / name, quick_overrides(3) + extra)
-
-
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f}"
 
 
 def main() -> None:
@@ -226,7 +213,7 @@ def main() -> None:
     add("validation text", "-", "-", "-", "-", quality(exp_ar, params_ar, exp_ar, valid), "-")
 
     def measure_ar() -> dict[str, Any]:
-        ar_x, wall = timed(
+        ar_x, wall = _report.timed(
             lambda p, k: sampling.sample_ar(k, exp_ar.graphdef, p, shape, 1.0), params_ar, key
         )
         q = quality(exp_ar, params_ar, exp_ar, ar_x)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -66,14 +65,6 @@ def _row_load(workdir: Path) -> str:
     record = json.loads(path.read_text())
     strip = len("load average ")
     return f"{record['before'][strip:]} -> {record['after'][strip:]}"
-
-
-def _load() -> str:
-    try:
-        one, five, fifteen = os.getloadavg()
-        return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f}"
-    except OSError:
-        return "load average unknown"
 
 
 def main() -> None:
@@ -130,11 +121,11 @@ def main() -> None:
             extra = extra + bd3
         workdir = args.runs / name
         fresh = not (args.reuse and _finished(workdir, overrides + extra))
-        row_load = _load()
+        row_load = _report.load_average()
         records, wall = _report.train_config(config, workdir, overrides + extra, reuse=args.reuse)
         if fresh:  # the load while this row trained, for the table's notes
             (workdir / "row_load.json").write_text(
-                json.dumps({"before": row_load, "after": _load()})
+                json.dumps({"before": row_load, "after": _report.load_average()})
             )
         loads[name] = _row_load(workdir)
         evals = [r for r in records if "eval/nelbo_bits_per_char" in r]

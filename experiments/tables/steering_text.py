@@ -21,35 +21,24 @@ perplexity, so EDLM is not graded by the model it optimises.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from jax import Array
 
 import ddjax as dd
 from ddjax.models import ar_log_likelihood
-from experiments import model
 from experiments.tables import _report
 from experiments.tables.likelihood import quick_overrides
+from experiments.tables.sampling_quality import restore
 
 ROOT = _report.ROOT
 VOWELS = "aeiou"
-
-
-def _load() -> str:
-    try:
-        one, five, fifteen = os.getloadavg()
-        return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f}"
-    except OSError:
-        return "load average unknown"
 
 
 def train_runs(quick: bool) -> dict[str, tuple[str, list[str]]]:
@@ -94,14 +83,6 @@ def train_all(runs: Path, quick: bool, reuse: bool) -> dict[str, dict]:
         }
         print(name, out[name], flush=True)
     return out
-
-
-def restore(workdir: Path):
-    """(experiment, eval params) of a finished run."""
-    with open(workdir / "config.json") as f:
-        cfg = ml_collections.ConfigDict(json.load(f))
-    exp, state = model.restore_for_inference(cfg, str(workdir))
-    return exp, model.eval_params(cfg, state)
 
 
 def ar_log_joint(exp_ar, params_ar) -> Callable[[Array], Array]:
@@ -157,19 +138,6 @@ class Scorer:
         }
 
 
-def timed(fn: Callable, *args, repeats: int = 1) -> tuple[np.ndarray, float]:
-    """(output, wall seconds) of ``jax.jit(fn)(*args)`` after compilation: the fastest of
-    ``repeats`` runs (the same output each time: the key is fixed), which is the least
-    disturbed by other jobs on a shared machine."""
-    compiled = jax.jit(fn).lower(*args).compile()
-    best, out = math.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = jax.block_until_ready(compiled(*args))
-        best = min(best, time.perf_counter() - start)
-    return np.asarray(out), best
-
-
 def wall_line(walls: dict[int, float]) -> tuple[float, float]:
     """(a, b) of wall = a + b * steps through the ancestral rows' walls (least squares);
     when noise makes the slope non-positive, the line through the origin and the row
@@ -195,7 +163,7 @@ def main() -> None:
     started = time.time()
     if args.quick:
         args.runs = args.runs / "quick"
-    load_before = _load()
+    load_before = _report.load_average()
     trained = train_all(args.runs, args.quick, args.reuse)
     if args.train_only:
         return
@@ -234,7 +202,7 @@ def main() -> None:
 
     walls = {}
     for steps in steps_a:
-        x, wall = timed(lambda k, s=steps: ancestral(k, s), key, repeats=3)
+        x, wall = _report.timed(lambda k, s=steps: ancestral(k, s), key, repeats=3)
         walls[steps] = wall
         add("A", "ancestral", steps, 1, "-", steps, 0, wall, x)
     a, b = wall_line(walls)
@@ -248,18 +216,18 @@ def main() -> None:
                 k, den, process, (num, length), steps=s, log_joint=log_joint, num_candidates=m
             )
 
-        x, wall = timed(run_edlm, key, repeats=2)
+        x, wall = _report.timed(run_edlm, key, repeats=2)
         add("A", "edlm (AR log_joint)", steps, m, "-", steps, steps * m, wall, x)
         matched.append((steps, wall, min(max(int(round((wall - a) / b)), 1), cap)))
     for steps, _wall, eq in matched:
-        x, wall = timed(lambda k, s=eq: ancestral(k, s), key, repeats=2)
+        x, wall = _report.timed(lambda k, s=eq: ancestral(k, s), key, repeats=2)
         add("A", f"ancestral (wall of edlm {steps})", eq, 1, "-", eq, 0, wall, x)
 
     # -- table B: reward against perplexity ------------------------------------------------
     shape_b = (num_b, length)
     lams = [10.0] if args.quick else [10.0, 30.0, 100.0]
     ns = [2] if args.quick else [4, 16]
-    x, wall = timed(lambda k: ancestral(k, steps_b, shape_b), key)
+    x, wall = _report.timed(lambda k: ancestral(k, steps_b, shape_b), key)
     add("B", "ancestral (unsteered)", steps_b, 1, 0.0, steps_b, 0, wall, x)
 
     def smc_fn(n, twist):
@@ -360,8 +328,8 @@ def _notes(trained, exp, num, num_b, length, m, steps_b, load_before) -> str:
         f"particle per step, and one at the start), or with no twist (0 until t = 0); "
         f"svdd with value lambda r (svdd_value, sharing the proposal's calls) and alpha "
         f"= 1; ESS threshold 0.5. M / N: candidates or particles. Machine load when the "
-        f"table started: {load_before}; at the end: {_load()} (other jobs shared the 2 "
-        f"cores, so wall times are only indicative; the equal-wall matching was made "
+        f"table started: {load_before}; at the end: {_report.load_average()} (other jobs "
+        f"shared the 2 cores, so wall times are only indicative; the equal-wall matching was made "
         f"under the same load)."
     )
 
