@@ -328,9 +328,9 @@ def _notes(trained, exp, num, num_b, length, m, steps_b, load_before) -> str:
         f"particle per step, and one at the start), or with no twist (0 until t = 0); "
         f"svdd with value lambda r (svdd_value, sharing the proposal's calls) and alpha "
         f"= 1; ESS threshold 0.5. M / N: candidates or particles. Machine load when the "
-        f"table started: {load_before}; at the end: {_report.load_average()} (other jobs "
-        f"shared the 2 cores, so wall times are only indicative; the equal-wall matching was made "
-        f"under the same load)."
+        f"table started: {load_before}; at the end: {_report.load_average()} (on a "
+        f"loaded machine wall times are only indicative; the equal-wall rows ran under the "
+        f"same load as the edlm rows)."
     )
 
 
