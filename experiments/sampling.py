@@ -291,7 +291,7 @@ def eos_token(exp: Experiment) -> int | None:
 
 
 def trim_after_eos(samples: np.ndarray, eos_id: int | None) -> list[np.ndarray]:
-    """Each row up to and including its first EOS of the pad run that ends it.
+    """Each row cut after the first EOS of the run of EOS pads that ends it.
 
     The EOS samplers set every position after a row's first generated EOS to ``eos_id``,
     so the row's text ends at the last non-EOS token plus one EOS (rows without that

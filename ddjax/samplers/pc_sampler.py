@@ -80,9 +80,8 @@ class PCSampler(driver.Step):
     Every step draws a token at each masked position from the denoiser (at the time whose
     masked fraction matches the current one) and decodes the highest-scored ones,
     score_i = exp(-decay * i) * p(v_i) [* -log max(f(v_i), freq_floor), capped at clip],
-    on a linear
-    count schedule (``steps`` = L: one token per step); the last step fills every mask
-    (``final_step="argmax"``: with the mode).
+    on a linear count schedule (``steps`` = L: one token per step); the last step fills
+    every mask (``final_step="argmax"``: with the mode).
 
     A heuristic, not a sampler of the model's law. Its limits: decay = 0 without
     frequencies is the pure confidence order (MaskGIT without noise, on a linear count);
