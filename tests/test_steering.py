@@ -310,3 +310,19 @@ def test_non_finite_reward_is_named_in_debug_mode(masking, denoiser, reward_fn):
     x = run(dd.samplers.smc, denoiser, masking, (64, L), key=1, steps=4,
             log_potential=allowed, num_particles=8)  # fmt: skip
     assert np.all(np.asarray(x)[:, 0] != 0)
+
+
+def test_ess_and_systematic_resampling_are_their_definitions():
+    """ESS = (sum w)^2 / sum w^2 (a system with every weight 0 counts as uniform: N);
+    systematic resampling gives particle i floor or ceil of N w_i copies, N w_i on
+    average over keys."""
+    w = np.array([[1.0, 1.0, 2.0, 4.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    with np.errstate(divide="ignore"):
+        log_w = jnp.asarray(np.log(w), jnp.float32)
+    np.testing.assert_allclose(dd.samplers.weights.ess(log_w), [64 / 22, 1.0, 4.0], rtol=1e-6)
+    keys = jax.random.split(jax.random.key(0), 4000)
+    idx = np.asarray(jax.vmap(lambda k: dd.samplers.weights.systematic(k, log_w[:1]))(keys))
+    counts = np.stack([(idx[:, 0] == i).sum(-1) for i in range(4)], -1)  # [keys, 4]
+    want = 4 * w[0] / w[0].sum()  # 0.5, 0.5, 1, 2
+    assert np.all((counts == np.floor(want)) | (counts == np.ceil(want)))
+    np.testing.assert_allclose(counts.mean(0), want, atol=0.03)

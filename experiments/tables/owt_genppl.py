@@ -80,12 +80,15 @@ def sample(
     process = pretrained.process
     if pretrained.kind == "bd3lm":
         graphdef, params = nnx.split(pretrained.model, nnx.Param)
-        timed = bool(pretrained.config.get("time_conditioning", False))
+        time_conditioned = bool(pretrained.config.get("time_conditioning", False))
 
         def run(params: object, key: jax.Array) -> jax.Array:
             # BD3-LM's released models are time-free (the network sees t = 0): cacheable.
             den = dd.models.block_denoiser(
-                (graphdef, params), process, time_conditioning=timed, cache=not timed
+                (graphdef, params),
+                process,
+                time_conditioning=time_conditioned,
+                cache=not time_conditioned,
             )
             return dd.samplers.block_diffusion(
                 key, den, process, shape, block_size=den.block_size, steps=steps,
