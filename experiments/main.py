@@ -4,9 +4,10 @@ r"""Train, evaluate or sample a discrete diffusion model from a config file.
         --workdir=runs/shakespeare_mdlm [--config.KEY=VALUE ...] [--mode=train|eval|sample]
 
 A run resumes from ``WORKDIR/checkpoints`` when it holds a checkpoint, so the same
-command continues a stopped run. On several hosts every process runs this same
-command (``--distributed=auto`` detects SLURM, Cloud TPU, Open MPI and
-``JAX_COORDINATOR_ADDRESS``).
+command continues a stopped run. Every mode first compares the config with the run's
+``WORKDIR/config.json``: only the keys listed under "resuming" below may differ. On
+several hosts every process runs this same command (``--distributed=auto`` detects
+SLURM, Cloud TPU, Open MPI and ``JAX_COORDINATOR_ADDRESS``).
 
 ``--config.sample.options.NAME=VALUE`` passes any keyword option to the sampler
 (``eta`` for remdm, ``theta``, ``n_corrector``, ``multi_jump``, ``tokens_per_call``,
@@ -21,6 +22,7 @@ import difflib
 import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -132,6 +134,23 @@ def split_sample_options(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]
     return rest, options
 
 
+def show_checkpoint_warnings_as_one_line() -> None:
+    """Prints each :class:`ddjax.training.UnreadableCheckpointWarning` as one
+    ``warning: ...`` line (without the file, line and source of the caller); other
+    warnings keep Python's format."""
+    from ddjax.training import UnreadableCheckpointWarning
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, UnreadableCheckpointWarning):
+            print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str], options: dict[str, Any] | None = None) -> None:
     """Runs the ``--mode`` job; ``options`` go into ``cfg.sample.options``."""
     if len(argv) > 1:
@@ -140,6 +159,7 @@ def main(argv: Sequence[str], options: dict[str, Any] | None = None) -> None:
         raise app.UsageError("--workdir is required")
     if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    show_checkpoint_warnings_as_one_line()
     from ddjax import training
 
     training.maybe_initialize_distributed(_DISTRIBUTED.value)
@@ -156,7 +176,12 @@ def main(argv: Sequence[str], options: dict[str, Any] | None = None) -> None:
     cfg.lock()
     try:
         run.run(cfg, _WORKDIR.value, _MODE.value)
-    except (ConfigError, FileNotFoundError, training.NonFiniteError) as e:
+    except (
+        ConfigError,
+        FileNotFoundError,
+        training.NonFiniteError,
+        training.CheckpointMismatchError,
+    ) as e:
         sys.exit(f"error: {e}")  # printed once, without a traceback
 
 
@@ -187,6 +212,15 @@ def help_text() -> str:
     walk(cfg, "")
     width = max(len(k) for k in flat)
     lines += [f"  {k.ljust(width)}  {v!r}" for k, v in flat.items()]
+    from experiments.run_config import RESUMABLE
+
+    lines += [
+        "",
+        "resuming: a command on a workdir that holds checkpoints must keep the config of",
+        "its config.json, except these keys (a name ending in '.' covers its section):",
+        "  " + ", ".join(RESUMABLE),
+        "any other difference is an error that lists the keys; nothing is touched",
+    ]
     lines += ["", "absl's own flags: --helpfull"]
     return "\n".join(lines)
 

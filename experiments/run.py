@@ -46,10 +46,16 @@ def build(cfg: Any, *, mesh: Any = None) -> Experiment:
 
 def run(cfg: Any, workdir: str, mode: str) -> dict[str, Any]:
     """Dispatches to :func:`train`, :func:`evaluate` or :func:`sample` after
-    :func:`experiments.checks.check_config` (a bad value fails before anything runs)."""
+    :func:`experiments.checks.check_config` (a bad value fails before anything runs) and
+    :func:`experiments.run_config.check_resume_config` (a config that cannot continue
+    the run already in ``workdir`` fails before anything is read or written)."""
     from experiments.checks import check_config
+    from experiments.run_config import check_resume_config
 
+    if mode not in ("train", "eval", "sample"):
+        raise ValueError(f"unknown mode {mode!r}; use train, eval or sample")
     check_config(cfg)
+    check_resume_config(cfg, workdir)
     if mode == "train":
         return train(cfg, workdir)
     if mode == "eval":

@@ -16,6 +16,7 @@ from experiments.checks import check_config
 from experiments.common import ConfigError, say
 from experiments.evaluation import evaluate_nelbo, make_eval_fn, report_eval
 from experiments.model import build, checkpointer, eval_params, make_state
+from experiments.run_config import flatten
 from experiments.sampling import prompt_tokens, sample_and_write
 
 log = logging.getLogger(__name__)
@@ -41,17 +42,6 @@ def write_config(cfg: Any, workdir: str) -> None:
             say(f"note: the config differs from {path} in: {', '.join(changed)}")
     with open(path, "w") as f:
         json.dump(new, f, indent=2)
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    """A nested dict as one dict with dotted keys ('model.width', ...)."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
 
 
 def train(cfg: Any, workdir: str) -> dict[str, Any]:

@@ -10,7 +10,14 @@ Typical use (see ``experiments/run.py`` for the config-driven version)::
     state, metrics = step(state, put_batch({"x": tokens}, mesh))
 """
 
-from ddjax.training.checkpoint import Checkpointer, NonFiniteError, all_finite, validate_for_save
+from ddjax.training.checkpoint import (
+    Checkpointer,
+    CheckpointMismatchError,
+    NonFiniteError,
+    UnreadableCheckpointWarning,
+    all_finite,
+    validate_for_save,
+)
 from ddjax.training.loop import MetricWriter, format_duration, train_loop
 from ddjax.training.objectives import LOSSES, Objective, make_process, make_schedule, output_size
 from ddjax.training.optim import ema_update, make_lr_schedule, make_optimizer
@@ -35,11 +42,13 @@ from ddjax.training.steps import (
 
 __all__ = [
     "LOSSES",
+    "CheckpointMismatchError",
     "Checkpointer",
     "MetricWriter",
     "NonFiniteError",
     "Objective",
     "TrainState",
+    "UnreadableCheckpointWarning",
     "all_finite",
     "antithetic_uniforms",
     "batch_sharding",

@@ -9,13 +9,20 @@
   folders are removed on the next start).
 * :meth:`Checkpointer.restore_latest` tries the newest step first; a step that
   cannot be read (partial or corrupt files, non-finite values) is moved aside to
-  ``corrupt-<step>`` with a warning and the previous one is tried.
+  ``corrupt-<step>-<time>`` with a one-line :class:`UnreadableCheckpointWarning` and
+  the previous one is tried.
+* A checkpoint that reads fine but holds another tree than the template (other leaf
+  paths or shapes: another model or optimiser) is not corrupt: restoring it raises
+  :class:`CheckpointMismatchError` and nothing is moved. The saved tree is compared
+  with the template from Orbax's metadata before any array is read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -28,10 +35,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from ddjax.training.state import TrainState
 
-__all__ = ["Checkpointer", "NonFiniteError", "all_finite", "validate_for_save"]
+__all__ = [
+    "CheckpointMismatchError",
+    "Checkpointer",
+    "NonFiniteError",
+    "UnreadableCheckpointWarning",
+    "all_finite",
+    "tree_mismatch",
+    "validate_for_save",
+]
 
 
 _LOOP_CLOSED_LINES = (
@@ -73,19 +89,26 @@ def _without_closed_loop_tracebacks() -> Iterator[None]:
         return
     sys.stderr.flush()
     saved = os.dup(fd)
+    # The failed reads' asyncio tasks log "Task exception was never retrieved" (with the
+    # TensorStore repr) when they are collected: collect them here, with that logger off.
+    asyncio_log = logging.getLogger("asyncio")
+    level = asyncio_log.level
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         os.dup2(tmp.fileno(), fd)
         try:
             yield
         except BaseException:
+            asyncio_log.setLevel(logging.CRITICAL + 1)
             # The stragglers arrive for a moment after the failure: wait until quiet.
             last, quiet, deadline = -1, 0, time.monotonic() + 3.0
             while quiet < 3 and time.monotonic() < deadline:
                 time.sleep(0.1)
                 size = os.fstat(tmp.fileno()).st_size
                 quiet, last = (quiet + 1, last) if size == last else (0, size)
+            gc.collect()
             raise
         finally:
+            asyncio_log.setLevel(level)
             sys.stderr.flush()
             os.dup2(saved, fd)
             os.close(saved)
@@ -97,6 +120,69 @@ def _without_closed_loop_tracebacks() -> Iterator[None]:
 
 class NonFiniteError(FloatingPointError):
     """A loss or parameter became NaN or infinite."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A readable checkpoint whose tree (leaf paths or shapes) differs from the template.
+
+    The checkpoint is intact; the state asked for belongs to another model or
+    optimiser. It is never moved aside. ``differences`` lists one line per leaf.
+    """
+
+    def __init__(self, message: str, differences: list[str]):
+        super().__init__(message)
+        self.differences = differences
+
+
+class UnreadableCheckpointWarning(RuntimeWarning):
+    """A saved step could not be read and was moved aside (one line, the reason in short)."""
+
+
+def _path_name(path: tuple[Any, ...]) -> str:
+    # DictKey / SequenceKey / GetAttrKey all become plain names: Orbax's metadata tree
+    # spells the template's attributes and tuple indices as dict keys.
+    parts = []
+    for k in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return "/".join(parts)
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...] | None]:
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    return {
+        _path_name(p): (tuple(x.shape) if getattr(x, "shape", None) is not None else None)
+        for p, x in leaves
+    }
+
+
+def tree_mismatch(saved: Any, template: Any) -> list[str]:
+    """One line per leaf where the trees ``saved`` and ``template`` differ, else [].
+
+    Compares leaf paths (dict keys, attribute names and sequence indices alike) and
+    shapes; dtypes are not compared (a restore casts them). ``saved`` may be Orbax's
+    metadata tree of a checkpoint, ``template`` any pytree of arrays.
+    """
+    a, b = _shapes(saved), _shapes(template)
+    out = [
+        f"{k}: saved {a[k]}, asked for {b[k]}" for k in sorted(a.keys() & b.keys()) if a[k] != b[k]
+    ]
+    out += [f"{k}: saved, not in the state asked for" for k in sorted(a.keys() - b.keys())]
+    out += [f"{k}: asked for, not saved" for k in sorted(b.keys() - a.keys())]
+    return out
+
+
+def _short_reason(e: BaseException) -> str:
+    """``Type: first line`` of an error, without TensorStore's spec repr."""
+    text = str(e).split("See full TensorStore details", 1)[0].strip()
+    text = text.splitlines()[0] if text else ""
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 @jax.jit
@@ -204,11 +290,27 @@ class Checkpointer:
         """Restores ``step`` into the structure, dtypes and shardings of ``template``.
 
         Raises FileNotFoundError naming the file when the step's ``state/_METADATA``
-        (Orbax's record of the saved tree) is missing.
+        (Orbax's record of the saved tree) is missing, :class:`CheckpointMismatchError`
+        when the saved tree's leaf paths or shapes differ from ``template``'s (checked
+        before any array is read), and whatever the read raises for damaged files.
         """
-        meta = os.path.join(self.directory, str(step), "state", "_METADATA")
+        state_dir = os.path.join(self.directory, str(step), "state")
+        meta = os.path.join(state_dir, "_METADATA")
         if not os.path.isfile(meta):
             raise FileNotFoundError(f"checkpoint {step} is incomplete: {meta} is missing")
+        # Compare the saved tree with the template before reading any array: a shape
+        # error from the read itself would look like any other failed read.
+        saved = ocp.StandardCheckpointHandler().metadata(epath.Path(state_dir))
+        differences = tree_mismatch(saved, template.to_dict())
+        if differences:
+            shown = "; ".join(differences[:4])
+            more = f"; and {len(differences) - 4} more" if len(differences) > 4 else ""
+            raise CheckpointMismatchError(
+                f"checkpoint {step} in {self.directory} holds another model or optimiser "
+                f"state than the one asked for ({len(differences)} leaves differ: "
+                f"{shown}{more}); restore it with the config it was trained with",
+                differences,
+            )
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template.to_dict())
         out = self._mngr.restore(
             step,
@@ -226,9 +328,12 @@ class Checkpointer:
     def restore_latest(self, template: TrainState) -> tuple[TrainState, dict[str, Any], int] | None:
         """The newest readable checkpoint as (state, data position, step), or None.
 
-        Unreadable steps are moved to ``corrupt-<step>-<time>`` with a warning and listed
-        in :attr:`unreadable`; None with a non-empty ``unreadable`` means that every saved
-        step was unreadable (the caller should say so rather than start from scratch).
+        Unreadable steps (damaged files, non-finite values) are moved to
+        ``corrupt-<step>-<time>`` with a one-line :class:`UnreadableCheckpointWarning`
+        and listed in :attr:`unreadable`; None with a non-empty ``unreadable`` means that
+        every saved step was unreadable (the caller should say so rather than start from
+        scratch). A step that holds another tree than ``template`` raises
+        :class:`CheckpointMismatchError` and nothing is moved.
         """
         self.unreadable = []
         for step in sorted(self._mngr.all_steps(), reverse=True):
@@ -236,19 +341,24 @@ class Checkpointer:
                 with _without_closed_loop_tracebacks():
                     state, data = self.restore(step, template)
                 return state, data, step
-            except Exception as e:  # noqa: BLE001 - any failure means this step is unusable
-                msg = (
-                    f"checkpoint at step {step} in {self.directory} cannot be restored "
-                    f"({type(e).__name__}: {str(e)[:300]}); falling back to the previous one"
-                )
-                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            except CheckpointMismatchError:
+                raise  # an intact checkpoint of another model: never "corrupt"
+            except Exception as e:  # noqa: BLE001 - any other failure: this step is unusable
                 self.unreadable.append(step)
-                self._quarantine(step)
+                aside = self._quarantine(step)
+                msg = (
+                    f"checkpoint at step {step} in {self.directory} is unreadable "
+                    f"({_short_reason(e)}); moved aside to {aside}, trying the previous one"
+                )
+                warnings.warn(msg, UnreadableCheckpointWarning, stacklevel=2)
         return None
 
-    def _quarantine(self, step: int) -> None:
+    def _quarantine(self, step: int) -> str:
+        """Renames step ``step`` to ``corrupt-<step>-<time>``; returns that name."""
+        name = f"corrupt-{step}-{int(time.time())}"
         if jax.process_index() == 0:
             src = os.path.join(self.directory, str(step))
             if os.path.isdir(src):
-                os.replace(src, os.path.join(self.directory, f"corrupt-{step}-{int(time.time())}"))
+                os.replace(src, os.path.join(self.directory, name))
         self._mngr.reload()
+        return name
