@@ -89,26 +89,19 @@ def _without_closed_loop_tracebacks() -> Iterator[None]:
         return
     sys.stderr.flush()
     saved = os.dup(fd)
-    # The failed reads' asyncio tasks log "Task exception was never retrieved" (with the
-    # TensorStore repr) when they are collected: collect them here, with that logger off.
-    asyncio_log = logging.getLogger("asyncio")
-    level = asyncio_log.level
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         os.dup2(tmp.fileno(), fd)
         try:
             yield
         except BaseException:
-            asyncio_log.setLevel(logging.CRITICAL + 1)
             # The stragglers arrive for a moment after the failure: wait until quiet.
             last, quiet, deadline = -1, 0, time.monotonic() + 3.0
             while quiet < 3 and time.monotonic() < deadline:
                 time.sleep(0.1)
                 size = os.fstat(tmp.fileno()).st_size
                 quiet, last = (quiet + 1, last) if size == last else (0, size)
-            gc.collect()
             raise
         finally:
-            asyncio_log.setLevel(level)
             sys.stderr.flush()
             os.dup2(saved, fd)
             os.close(saved)
@@ -116,6 +109,48 @@ def _without_closed_loop_tracebacks() -> Iterator[None]:
             text = tmp.read().decode("utf-8", "replace")
             sys.stderr.write(_drop_closed_loop_tracebacks(text))
             sys.stderr.flush()
+
+
+def _is_abandoned_read(unraisable: Any) -> bool:
+    """True for the "Exception ignored" reports that a failed Orbax read leaves behind:
+    its other read coroutines, closed when collected (each with a TensorStore repr),
+    and their callbacks into the closed asyncio loop."""
+    exc = unraisable.exc_value
+    if isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc):
+        return True
+    code = getattr(unraisable.object, "cr_code", None)
+    return code is not None and "orbax" in code.co_filename
+
+
+@contextlib.contextmanager
+def _quiet_abandoned_reads(failures: list[int]) -> Iterator[None]:
+    """Collects the debris of failed reads (when ``failures`` is non-empty on exit)
+    without its reports: asyncio's "Task exception was never retrieved" and the
+    "Exception ignored in <coroutine ...>" of each abandoned read.
+
+    The collection runs on exit, once the failed reads' exceptions (whose tracebacks
+    keep the coroutines alive) are released; left to a later collection, the reports
+    would come out at a random moment, kilobytes each.
+    """
+    hook = sys.unraisablehook
+    asyncio_log = logging.getLogger("asyncio")
+    level = asyncio_log.level
+
+    def quiet(unraisable: Any) -> None:
+        if not _is_abandoned_read(unraisable):
+            hook(unraisable)
+
+    sys.unraisablehook = quiet
+    asyncio_log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        try:
+            if failures:
+                gc.collect()
+        finally:
+            sys.unraisablehook = hook
+            asyncio_log.setLevel(level)
 
 
 class NonFiniteError(FloatingPointError):
@@ -336,21 +371,22 @@ class Checkpointer:
         :class:`CheckpointMismatchError` and nothing is moved.
         """
         self.unreadable = []
-        for step in sorted(self._mngr.all_steps(), reverse=True):
-            try:
-                with _without_closed_loop_tracebacks():
-                    state, data = self.restore(step, template)
-                return state, data, step
-            except CheckpointMismatchError:
-                raise  # an intact checkpoint of another model: never "corrupt"
-            except Exception as e:  # noqa: BLE001 - any other failure: this step is unusable
-                self.unreadable.append(step)
-                aside = self._quarantine(step)
-                msg = (
-                    f"checkpoint at step {step} in {self.directory} is unreadable "
-                    f"({_short_reason(e)}); moved aside to {aside}, trying the previous one"
-                )
-                warnings.warn(msg, UnreadableCheckpointWarning, stacklevel=2)
+        with _quiet_abandoned_reads(self.unreadable):
+            for step in sorted(self._mngr.all_steps(), reverse=True):
+                try:
+                    with _without_closed_loop_tracebacks():
+                        state, data = self.restore(step, template)
+                    return state, data, step
+                except CheckpointMismatchError:
+                    raise  # an intact checkpoint of another model: never "corrupt"
+                except Exception as e:  # noqa: BLE001 - any other failure: step unusable
+                    self.unreadable.append(step)
+                    aside = self._quarantine(step)
+                    msg = (
+                        f"checkpoint at step {step} in {self.directory} is unreadable "
+                        f"({_short_reason(e)}); moved aside to {aside}, trying the previous one"
+                    )
+                    warnings.warn(msg, UnreadableCheckpointWarning, stacklevel=2)
         return None
 
     def _quarantine(self, step: int) -> str:
