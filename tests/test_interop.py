@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+import types
 
 import jax
 import jax.numpy as jnp
@@ -391,3 +392,232 @@ def test_gpt2_tokenizer_without_network_says_so(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(tiktoken, "get_encoding", offline)
     with pytest.raises(RuntimeError, match="network"):
         interop.gpt2_tokenizer()
+
+
+# --------------------------------------------------------------------------- config.json
+
+
+def _edit_config(tmp_path: pathlib.Path, name: str, field: str, value: object) -> pathlib.Path:
+    shutil.copy(FIXTURES / name / "model.safetensors", tmp_path)
+    cfg = json.loads((FIXTURES / name / "config.json").read_text())
+    node = cfg
+    *parents, leaf = field.split(".")
+    for part in parents:
+        node = node[part]
+    assert leaf in node, field  # the fixture has the field: the edit contradicts it
+    node[leaf] = value
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "name,load,field,value",
+    [
+        ("mdlm_tiny", interop.load_mdlm, "n_blocks", 3),
+        ("mdlm_tiny", interop.load_mdlm, "vocab_size", 62),
+        ("mdlm_tiny", interop.load_mdlm, "hidden_dim", 48),
+        ("mdlm_tiny", interop.load_mdlm, "cond_dim", 8),
+        ("mdlm_tiny", interop.load_mdlm, "n_heads", 4),
+        ("sedd_absorb_tiny", interop.load_sedd, "tokens", 61),
+        ("sedd_absorb_tiny", interop.load_sedd, "model.hidden_size", 48),
+        ("sedd_absorb_tiny", interop.load_sedd, "model.cond_dim", 8),
+        ("sedd_uniform_tiny", interop.load_sedd, "model.n_blocks", 3),
+        ("sedd_uniform_tiny", interop.load_sedd, "tokens", 59),
+        ("duo_tiny", interop.load_duo, "vocab_size", 61),
+        ("duo_tiny", interop.load_duo, "model.hidden_size", 48),
+        ("duo_tiny", interop.load_duo, "model.cond_dim", 8),
+        ("duo_tiny", interop.load_duo, "model.n_blocks", 1),
+        ("duo_tiny", interop.load_duo, "model.n_heads", 1),
+        ("bd3lm_tiny", interop.load_bd3lm, "n_blocks", 3),
+        ("bd3lm_tiny", interop.load_bd3lm, "vocab_size", 60),
+        ("bd3lm_tiny", interop.load_bd3lm, "hidden_dim", 48),
+        ("bd3lm_tiny", interop.load_bd3lm, "cond_dim", 8),
+        ("bd3lm_tiny", interop.load_bd3lm, "block_size", 5),
+        ("gpt2_tiny", interop.load_gpt2, "n_layer", 3),
+        ("gpt2_tiny", interop.load_gpt2, "vocab_size", 63),
+        ("gpt2_tiny", interop.load_gpt2, "n_embd", 48),
+        ("gpt2_tiny", interop.load_gpt2, "n_positions", 16),
+        ("gpt2_tiny", interop.load_gpt2, "n_inner", 64),
+        ("gpt2_tiny", interop.load_gpt2, "n_head", 3),
+    ],
+)
+def test_config_disagreeing_with_weights_names_the_field(
+    name, load, field, value, tmp_path: pathlib.Path
+) -> None:
+    """A config.json size the weights contradict is an error naming it, never ignored."""
+    path = _edit_config(tmp_path, name, field, value)
+    with pytest.raises(ValueError, match=rf"(^|\W){field.split('.')[-1]}={value}\b"):
+        load(path)
+
+
+# --------------------------------------------------------------------------- torch pickles
+
+
+def _torch_zip(path: pathlib.Path, obj: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torch.save``'s zip format without torch: data.pkl (protocol 2) + raw storages.
+
+    Arrays pickle as ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)``
+    on the persistent id ``('storage', torch.FloatStorage, key, 'cpu', numel)``, as
+    torch.save writes them; the two torch globals are stand-in modules for the pickler.
+    """
+    import collections
+    import io
+    import pickle
+    import sys
+    import zipfile
+
+    fake_torch, fake_utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+
+    class FloatStorage:
+        pass
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("never called here")
+
+    for fn, module in ((FloatStorage, fake_torch), (_rebuild_tensor_v2, fake_utils)):
+        fn.__module__, fn.__qualname__ = module.__name__, fn.__name__
+        setattr(module, fn.__name__, fn)
+    fake_torch._utils = fake_utils
+    storages: list[np.ndarray] = []
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, o):
+            if isinstance(o, tuple) and len(o) == 2 and o[0] == "__storage__":
+                return ("storage", FloatStorage, str(o[1]), "cuda:0", storages[o[1]].size)
+            return None
+
+        def reducer_override(self, o):
+            if not isinstance(o, np.ndarray):
+                return NotImplemented
+            storages.append(np.ascontiguousarray(o, np.float32).ravel())
+            stride = tuple(int(np.prod(o.shape[i + 1 :])) for i in range(o.ndim))
+            storage = ("__storage__", len(storages) - 1)
+            return _rebuild_tensor_v2, (
+                storage,
+                0,
+                o.shape,
+                stride,
+                False,
+                collections.OrderedDict(),
+            )
+
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "torch", fake_torch)
+        m.setitem(sys.modules, "torch._utils", fake_utils)
+        buf = io.BytesIO()
+        Pickler(buf, protocol=2).dump(obj)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", buf.getvalue())
+        z.writestr("archive/byteorder", "little")
+        for i, s in enumerate(storages):
+            z.writestr(f"archive/data/{i}", s.astype("<f4").tobytes())
+
+
+def test_lightning_ckpt_with_omegaconf_and_tokenizer() -> None:
+    """MDLM's Lightning .ckpt (made by torch.save, tests/fixtures/mdlm_ckpt): no torch here."""
+    ckpt = FIXTURES / "mdlm_ckpt" / "last.ckpt"
+    io = _io("mdlm_tiny")
+    p = interop.load_mdlm(ckpt, num_heads=2)  # the EMA: mdlm_tiny's weights
+    _close(p.apply(io["x_t"], io["t"]), io["log_probs"])
+    raw = interop.load_mdlm(ckpt, num_heads=2, ema=False)
+    state = safetensors_numpy.load_file(FIXTURES / "mdlm_tiny" / "model.safetensors")
+    np.testing.assert_array_equal(
+        raw.model.embed.embedding.get_value(), 0.5 * state["backbone.vocab_embed.embedding"]
+    )
+    obj = interop.read_torch_zip(ckpt)
+    hp = obj["hyper_parameters"]
+    assert isinstance(hp["config"], interop.Opaque)
+    assert hp["config"].global_name == "omegaconf.dictconfig.DictConfig"
+    assert hp["tokenizer"].global_name.startswith("transformers.models.gpt2.")
+    assert obj["epoch"] == 3 and obj["ema"]["decay"] == 0.9999
+    base = np.arange(24, dtype=np.float32).reshape(4, 6)
+    layouts = obj["ddjax_layouts"]
+    expect = {
+        "transposed": base.T,
+        "view": base[1:, ::2],
+        "base": base,
+        "bf16": np.array([1.0, -2.5, 3.140625], np.float32),
+        "fp16": np.array([0.5, -1.25], np.float32),
+        "int64": np.array([[1, -2], [3, 2**40]], np.int64),
+        "bool": np.array([True, False, True]),
+        "scalar": np.float32(7.0),
+    }
+    for key, want in expect.items():
+        got = layouts[key]
+        assert got.dtype == np.asarray(want).dtype and got.shape == np.shape(want), key
+        np.testing.assert_array_equal(got, want, err_msg=key)
+
+
+def test_malicious_pickle_runs_nothing(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+    import os
+
+    witness = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, (f"touch {witness}",)
+
+    state = safetensors_numpy.load_file(FIXTURES / "duo_tiny" / "model.safetensors")
+    obj = {
+        "state_dict": {"backbone." + k: v for k, v in state.items()},
+        # NEWOBJ + BUILD (argparse.Namespace), REDUCE + BUILD (types.SimpleNamespace)
+        "hyper_parameters": {
+            "evil": Evil(),
+            "args": argparse.Namespace(cmd=Evil()),
+            "ns": types.SimpleNamespace(lr=1e-3),
+        },
+    }
+    _torch_zip(tmp_path / "duo.ckpt", obj, monkeypatch)
+    shutil.copy(FIXTURES / "duo_tiny" / "config.json", tmp_path)
+    p = interop.load_duo(tmp_path / "duo.ckpt")
+    assert not witness.exists()
+    io = _io("duo_tiny")
+    _close(p.apply(io["x_t"], io["t"]), io["log_probs"])
+    read = interop.read_torch_zip(tmp_path / "duo.ckpt")
+    assert not witness.exists()
+    hp = read["hyper_parameters"]
+    assert hp["evil"].global_name in ("posix.system", "nt.system")
+    assert hp["evil"].args == (f"touch {witness}",)  # read as data
+    assert hp["args"].global_name == "argparse.Namespace"
+    assert hp["args"].state["cmd"].global_name == hp["evil"].global_name
+    assert hp["ns"].state == {"lr": 1e-3}
+    for k, v in state.items():
+        np.testing.assert_array_equal(read["state_dict"]["backbone." + k], v, err_msg=k)
+    # a tensor slot holding a pickled object is an error naming the key
+    _torch_zip(tmp_path / "bad.ckpt", {"state_dict": {"backbone.x": Evil()}}, monkeypatch)
+    with pytest.raises(interop.CheckpointError, match=r"backbone\.x.*system"):
+        interop.read_state_dict(tmp_path / "bad.ckpt")
+    assert not witness.exists()
+
+
+@pytest.mark.parametrize(
+    "name,load,layout",
+    [
+        ("sedd_absorb_tiny", interop.load_sedd, "checkpoint.pth"),
+        ("bd3lm_tiny", interop.load_bd3lm, "last.ckpt"),
+    ],
+)
+def test_training_checkpoints_of_sedd_and_bd3lm(
+    name, load, layout, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SEDD's checkpoint.pth ('module.' prefix, EMA) and BD3-LM's Lightning .ckpt."""
+    state = safetensors_numpy.load_file(FIXTURES / name / "model.safetensors")
+    params = [v for k, v in state.items() if not k.endswith("inv_freq")]
+    raw = {k: v if k.endswith("inv_freq") else np.zeros_like(v) for k, v in state.items()}
+    opaque = types.SimpleNamespace(lr=1e-3)  # stands for the pickled Hydra config
+    if layout == "checkpoint.pth":
+        obj = {"model": {"module." + k: v for k, v in raw.items()}, "step": 5}
+    else:
+        obj = {"state_dict": raw, "hyper_parameters": opaque}
+    obj["ema"] = {"decay": 0.9999, "shadow_params": params}
+    _torch_zip(tmp_path / layout, obj, monkeypatch)
+    shutil.copy(FIXTURES / name / "config.json", tmp_path)
+    p = load(tmp_path / layout)
+    io = _io(name)
+    if name == "bd3lm_tiny":
+        _close(p.apply(io["x_t"], jnp.full(3, 0.5), x0=io["x0"]), io["train_log_probs"])
+    else:
+        _close(p.apply(io["x_t"], io["t"]), io["log_score"])

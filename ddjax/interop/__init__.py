@@ -2,9 +2,10 @@
 
 Each ``load_*`` reads a local checkpoint as its authors publish it (a Hugging Face
 folder with ``config.json`` and ``model.safetensors``, read with ``safetensors.numpy``
-and no PyTorch; a torch ``.bin`` / ``.pth`` / Lightning ``.ckpt`` when torch is
-installed) and returns a frozen :class:`Pretrained`: the ddjax ``model``, the
-``process`` with the matching schedule, ``apply(x_t, t)`` (exactly what the reference
+and no PyTorch; a torch ``.bin`` / ``.pth`` / Lightning ``.ckpt`` through a restricted
+unpickler that needs no torch and runs no pickled code, :func:`read_torch_zip`) and
+returns a frozen :class:`Pretrained`: the ddjax ``model``, the ``process`` with the
+matching schedule, ``apply(x_t, t)`` (exactly what the reference
 network returns) and ``denoiser(x_t, t)`` (the ddjax contract, log p(x0 | x_t) over
 the K data tokens). Every ``save_*`` writes the same layout back, so a model trained in
 ddjax runs in the references' own evaluation code.
@@ -35,6 +36,7 @@ from ddjax.interop._diffusion import (
     save_sedd,
 )
 from ddjax.interop._gpt2 import GPT2_OPTIONS, gpt2_model, gpt2_tokenizer, load_gpt2, save_gpt2
+from ddjax.interop._torch_pickle import Opaque, read_torch_zip
 
 __all__ = [
     "CheckpointError",
@@ -43,6 +45,8 @@ __all__ = [
     "GPT2_OPTIONS",
     "read_state_dict",
     "read_config",
+    "read_torch_zip",
+    "Opaque",
     "reference_dit",
     "gpt2_model",
     "mdlm_subs",

@@ -1,7 +1,10 @@
 """Reading and writing published checkpoints: state dicts, config files, parameter maps.
 
 A checkpoint is read into a flat ``{name: np.ndarray}`` state dict (safetensors through
-``safetensors.numpy``; torch pickles only when torch is installed) and mapped onto an
+``safetensors.numpy``; ``torch.save`` archives, Lightning ``.ckpt`` included, through the
+restricted reader of :mod:`ddjax.interop._torch_pickle`, which needs no torch and runs no
+pickled code; only ``weights_only=False`` and the pre-1.6 torch format use
+``torch.load``) and mapped onto an
 ``nnx`` module by a list of :class:`Entry` rows (reference name, module path, transpose).
 Every reference name must be used and every module parameter filled, with the shapes
 the row implies; anything else is an error that names the key.
@@ -21,11 +24,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ddjax.interop._torch_pickle import Opaque, TorchPickleError, is_torch_zip, read_torch_zip
+
 __all__ = [
     "CheckpointError",
     "Entry",
     "read_state_dict",
     "read_config",
+    "config_value",
+    "check_config",
     "write_checkpoint",
     "assign",
     "extract",
@@ -72,12 +79,19 @@ def _safetensors_numpy() -> Any:
 
 
 def _torch_load(path: pathlib.Path, weights_only: bool) -> Any:
+    """A torch pickle: the restricted reader, or ``torch.load`` where it must be torch."""
+    if weights_only and is_torch_zip(path):
+        try:
+            return read_torch_zip(path)
+        except TorchPickleError as err:
+            raise CheckpointError(str(err)) from err
     try:
         import torch
     except ImportError as err:
+        why = "weights_only=False" if weights_only is False else "the pre-1.6 torch format"
         raise ImportError(
-            f"{path} is a PyTorch pickle; reading it needs torch (pip install "
-            "'ddjax[torch]'), or convert it to safetensors"
+            f"{path}: {why} is read with torch.load, which needs torch (pip install "
+            "'ddjax[torch]'); or convert it to safetensors"
         ) from err
     return torch.load(path, map_location="cpu", weights_only=weights_only)
 
@@ -85,8 +99,10 @@ def _torch_load(path: pathlib.Path, weights_only: bool) -> Any:
 def _to_numpy(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
     out = {}
     for k, v in state.items():
-        if hasattr(v, "detach"):  # a torch tensor
+        if hasattr(v, "detach"):  # a torch tensor (torch.load)
             v = v.detach().cpu().float().numpy() if v.is_floating_point() else v.cpu().numpy()
+        if isinstance(v, Opaque):  # the restricted reader met no tensor here
+            raise CheckpointError(f"{k!r} is a pickled {v.global_name}, not a tensor")
         out[k] = np.asarray(v)
     return out
 
@@ -124,12 +140,19 @@ def read_state_dict(
       ema: for Lightning checkpoints (and SEDD's ``checkpoint.pth``), substitute the EMA
         weights (``ckpt['ema']['shadow_params']``, the weights the papers evaluate) for
         the raw ones, in parameter order (the state dict's order without buffers).
-      weights_only: passed to ``torch.load``; False unpickles arbitrary objects (only for
-        files you trust).
+      weights_only: for torch pickles (``.bin`` / ``.pth`` / ``.pt`` / ``.ckpt``). True
+        (the default): ``torch.save`` zip archives are read by
+        :func:`ddjax.interop.read_torch_zip`, without torch and without running pickled
+        code (tensors and plain containers are read; OmegaConf configs, tokenizers and any
+        other object become inert :class:`ddjax.interop.Opaque` placeholders); the
+        pre-1.6 format goes to ``torch.load(weights_only=True)``. False: ``torch.load(
+        weights_only=False)``, which runs the pickle's code (only for files you trust).
 
     Raises:
       FileNotFoundError: no checkpoint file at ``path``.
-      ImportError: a torch pickle without torch, or safetensors without the package.
+      ImportError: ``weights_only=False`` or a pre-1.6 torch pickle without torch, or
+        safetensors without the package.
+      CheckpointError: a torch pickle the restricted reader cannot read as data.
     """
     path = pathlib.Path(path)
     if path.is_dir():
@@ -178,6 +201,46 @@ def read_config(path: str | pathlib.Path) -> dict[str, Any]:
     folder = path if path.is_dir() else path.parent
     config = folder / "config.json"
     return json.loads(config.read_text()) if config.exists() else {}
+
+
+def config_value(cfg: Mapping[str, Any], *keys: str) -> tuple[str | None, Any]:
+    """``(key, value)`` of the first of ``keys`` (dotted paths) in ``cfg``; (None, None)."""
+    for key in keys:
+        node: Any = cfg
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                break
+            node = node[part]
+        else:
+            if node is not None:
+                return key, node
+    return None, None
+
+
+def check_config(
+    cfg: Mapping[str, Any],
+    path: str | pathlib.Path,
+    checks: Iterable[tuple[Sequence[str], int, str]],
+) -> None:
+    """Raises unless every config field that sizes a weight agrees with the weights.
+
+    Args:
+      cfg: the parsed config.json.
+      path: the checkpoint (for the message).
+      checks: rows ``(field spellings, what the weights hold, which weight says so)``; a
+        field absent from ``cfg`` is not checked (the weights decide).
+
+    Raises:
+      CheckpointError: the message names the field, its value and what the weights hold.
+    """
+    for keys, held, where in checks:
+        key, value = config_value(cfg, *keys)
+        if key is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != held:
+            raise CheckpointError(
+                f"config.json of {path}: {key}={value!r}, but the weights hold {held} ({where})"
+            )
 
 
 def strip_prefix(state: Mapping[str, np.ndarray], prefixes: Sequence[str]) -> dict[str, Any]:

@@ -38,6 +38,8 @@ from ddjax.interop._checkpoint import (
     CheckpointError,
     Entry,
     assign,
+    check_config,
+    config_value,
     extract,
     matmul_precision,
     read_config,
@@ -209,6 +211,52 @@ def _shape(state: Mapping[str, np.ndarray], key: str) -> tuple[int, ...]:
     return tuple(state[key].shape)
 
 
+def _check_dit_config(
+    cfg: Mapping[str, Any],
+    path: pathlib.Path,
+    state: Mapping[str, np.ndarray],
+    fields: Mapping[str, tuple[str, ...]],
+    *,
+    num_heads: int | None = None,
+    mask_states: int = 0,
+) -> None:
+    """Raises unless config.json's sizes are the weights' (the message names the field).
+
+    ``fields`` maps what the weights hold ('vocab', 'out', 'tokens' = vocab -
+    ``mask_states``, 'width', 'cond_dim', 'n_blocks', 'n_heads') to the field's
+    spellings in this reference's config.json. 'n_heads' is checked against the rotary
+    table (head size = 2 x its length) unless the ``num_heads`` keyword overrides it.
+    """
+    vocab, width = _shape(state, "vocab_embed.embedding")
+    held = {
+        "vocab": (vocab, "rows of 'vocab_embed.embedding'"),
+        "tokens": (vocab - mask_states, f"rows of 'vocab_embed.embedding' less {mask_states}"),
+        "out": (
+            _shape(state, "output_layer.linear.weight")[0],
+            "rows of 'output_layer.linear.weight'",
+        ),
+        "width": (width, "columns of 'vocab_embed.embedding'"),
+        "cond_dim": (
+            _shape(state, "sigma_map.mlp.0.weight")[0],
+            "rows of 'sigma_map.mlp.0.weight'",
+        ),
+        "n_blocks": (_num_layers(state), "the 'blocks.<i>.*' keys"),
+    }
+    check_config(cfg, path, [(keys, *held[role]) for role, keys in fields.items() if role in held])
+    key, heads = config_value(cfg, *fields.get("n_heads", ()))
+    if key is None or num_heads is not None:
+        return
+    inv = state.get("rotary_emb.inv_freq")
+    if inv is not None and inv.ndim == 1 and inv.size and width % (2 * inv.size) == 0:
+        where = f"'rotary_emb.inv_freq' is the table of head size {2 * inv.size}, width {width}"
+        check_config(cfg, path, [((key,), width // (2 * inv.size), where)])
+    elif not isinstance(heads, int) or heads <= 0 or width % heads:
+        raise CheckpointError(
+            f"config.json of {path}: {key}={heads!r} does not divide the width {width} "
+            "(columns of 'vocab_embed.embedding')"
+        )
+
+
 def _build_dit(
     state: Mapping[str, np.ndarray],
     *,
@@ -343,6 +391,19 @@ def _require(cfg: Mapping[str, Any], path: pathlib.Path, *keys: str) -> Any:
 
 # --------------------------------------------------------------------------- MDLM
 
+# config.json sizes of the Hugging Face layouts (MDLMConfig, BD3LMConfig; Duo's hub code
+# writes these too) and of the references' own Hydra 'model' block
+_HF_FIELDS: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
+    {
+        "vocab": ("vocab_size",),
+        "out": ("vocab_size",),
+        "width": ("hidden_dim", "model.hidden_size"),
+        "cond_dim": ("cond_dim", "model.cond_dim"),
+        "n_blocks": ("n_blocks", "model.n_blocks"),
+        "n_heads": ("n_heads", "model.n_heads"),
+    }
+)
+
 
 def mdlm_subs(logits: Array, x_t: Array, mask_id: int) -> Array:
     """MDLM's SUBS exactly as its code computes it: float32[B, L, K + 1].
@@ -363,6 +424,7 @@ def load_mdlm(
     time_conditioning: bool | None = None,
     eps: float = 1e-3,
     ema: bool = True,
+    weights_only: bool = True,
     dtype: Any = jnp.float32,
     precision: str | None = "highest",
 ) -> Pretrained:
@@ -377,6 +439,10 @@ def load_mdlm(
       num_heads, time_conditioning: override or supply what config.json says.
       eps: the log-linear schedule's eps (MDLM's default 1e-3).
       ema: read the EMA weights of a Lightning checkpoint (what MDLM evaluates).
+      weights_only: for torch pickles: True reads them without torch and without
+        running pickled code (OmegaConf configs, tokenizers and other objects in a
+        Lightning ``.ckpt`` are skipped as data); False uses ``torch.load(
+        weights_only=False)`` (trusted files only). See :func:`read_state_dict`.
       dtype: matmul dtype of the network (float32 for exact logits).
       precision: float32 matmul precision inside ``apply`` ('highest': true float32, as
         the float32 reference; None: JAX's default, which may be TF32 on NVIDIA GPUs).
@@ -388,11 +454,13 @@ def load_mdlm(
 
     Raises:
       CheckpointError: unknown / missing keys or mismatched shapes (the message names the
-        key), or a config without the head count.
+        key), a config.json size the weights contradict (it names the field), or a
+        config without the head count.
     """
     path = pathlib.Path(path)
     cfg = read_config(path)
-    state = _backbone(read_state_dict(path, ema=ema))
+    state = _backbone(read_state_dict(path, ema=ema, weights_only=weights_only))
+    _check_dit_config(cfg, path, state, _HF_FIELDS, num_heads=num_heads)
     heads = num_heads or int(_require(cfg, path, "n_heads", "model.n_heads"))
     length = int(_get(cfg, "model_length", "model.length", default=1024))
     if time_conditioning is None:
@@ -476,6 +544,7 @@ def load_sedd(
     *,
     num_heads: int | None = None,
     ema: bool = True,
+    weights_only: bool = True,
     dtype: Any = jnp.float32,
     precision: str | None = "highest",
 ) -> Pretrained:
@@ -488,6 +557,7 @@ def load_sedd(
         SEDD's training ``checkpoint.pth`` (needs torch and a config.json beside it).
       num_heads: override the config's head count.
       ema: read the EMA weights of a training checkpoint (what SEDD samples from).
+      weights_only: for torch pickles (see :func:`load_mdlm`).
       dtype: matmul dtype.
       precision: float32 matmul precision inside ``apply`` (see :func:`load_mdlm`).
 
@@ -499,11 +569,20 @@ def load_sedd(
     """
     path = pathlib.Path(path)
     cfg = read_config(path)
-    state = strip_prefix(read_state_dict(path, ema=ema), ("module.", "score_model."))
+    state = read_state_dict(path, ema=ema, weights_only=weights_only)
+    state = strip_prefix(state, ("module.", "score_model."))
     graph = _get(cfg, "graph.type", default="absorb")
     if graph not in ("absorb", "uniform"):
         raise CheckpointError(f"unknown SEDD graph type {graph!r} in {path} (absorb, uniform)")
     absorb = graph == "absorb"
+    fields = {
+        "tokens": ("tokens",),
+        "width": ("model.hidden_size",),
+        "cond_dim": ("model.cond_dim",),
+        "n_blocks": ("model.n_blocks",),
+        "n_heads": ("model.n_heads",),
+    }
+    _check_dit_config(cfg, path, state, fields, num_heads=num_heads, mask_states=int(absorb))
     scale_by_sigma = bool(_get(cfg, "model.scale_by_sigma", default=absorb))
     if scale_by_sigma and not absorb:
         raise CheckpointError("SEDD's scale_by_sigma is defined for the absorbing graph only")
@@ -587,6 +666,7 @@ def load_duo(
     num_heads: int | None = None,
     eps: float = 1e-3,
     ema: bool = True,
+    weights_only: bool = True,
     dtype: Any = jnp.float32,
     precision: str | None = "highest",
 ) -> Pretrained:
@@ -600,6 +680,7 @@ def load_duo(
       num_heads: override the config's head count.
       eps: the log-linear schedule's eps (Duo's default 1e-3).
       ema: read the EMA weights of a Lightning checkpoint.
+      weights_only: for torch pickles (see :func:`load_mdlm`).
       dtype: matmul dtype.
       precision: float32 matmul precision inside ``apply`` (see :func:`load_mdlm`).
 
@@ -610,9 +691,10 @@ def load_duo(
     """
     path = pathlib.Path(path)
     cfg = read_config(path)
-    state = _backbone(read_state_dict(path, ema=ema))
+    state = _backbone(read_state_dict(path, ema=ema, weights_only=weights_only))
     if _get(cfg, "algo.causal_attention", default=False):
         raise CheckpointError("causal Duo backbones (algo.causal_attention) are not supported")
+    _check_dit_config(cfg, path, state, _HF_FIELDS, num_heads=num_heads)
     heads = num_heads or int(_require(cfg, path, "model.n_heads", "n_heads"))
     length = int(_get(cfg, "model.length", "model_length", default=1024))
     model = _build_dit(state, num_heads=heads, max_len=length, dtype=dtype)
@@ -656,6 +738,7 @@ def load_bd3lm(
     time_conditioning: bool | None = None,
     eps: float = 1e-3,
     ema: bool = True,
+    weights_only: bool = True,
     dtype: Any = jnp.float32,
     precision: str | None = "highest",
 ) -> Pretrained:
@@ -673,6 +756,7 @@ def load_bd3lm(
       num_heads, block_size, time_conditioning: override or supply the config.
       eps: the log-linear schedule's eps.
       ema: read the EMA weights of a Lightning checkpoint.
+      weights_only: for torch pickles (see :func:`load_mdlm`).
       dtype: matmul dtype.
       precision: float32 matmul precision inside ``apply`` (see :func:`load_mdlm`).
 
@@ -690,10 +774,15 @@ def load_bd3lm(
         raise CheckpointError("BD3-LM checkpoints without cross_attn or adaLN are not supported")
     if _get(cfg, "causal", default=False):
         raise CheckpointError("causal BD3-LM backbones (config causal=true) are not supported")
-    state = _backbone(read_state_dict(path, ema=ema))
+    state = _backbone(read_state_dict(path, ema=ema, weights_only=weights_only))
+    _check_dit_config(cfg, path, state, _HF_FIELDS, num_heads=num_heads)
     heads = num_heads or int(_require(cfg, path, "n_heads", "model.n_heads"))
     block = block_size or int(_require(cfg, path, "block_size", "block_size"))
     length = int(_get(cfg, "model_length", "model.length", default=1024))
+    if block <= 0 or length % block:
+        raise CheckpointError(
+            f"block_size={block} does not divide model_length={length} (config.json of {path})"
+        )
     if time_conditioning is None:
         time_conditioning = bool(_get(cfg, "time_conditioning", default=False))
     model = _build_dit(state, num_heads=heads, max_len=length, block_size=block, dtype=dtype)

@@ -25,6 +25,7 @@ from ddjax.interop._checkpoint import (
     CheckpointError,
     Entry,
     assign,
+    check_config,
     extract,
     matmul_precision,
     read_config,
@@ -76,6 +77,36 @@ def _entries(num_layers: int) -> list[Entry]:
     return e
 
 
+def _check_gpt2_config(
+    cfg: Mapping[str, Any], path: pathlib.Path, state: Mapping[str, np.ndarray]
+) -> None:
+    """Every GPT2Config size against the weights, before they size the model."""
+    for key in ("wte.weight", "wpe.weight", "h.0.mlp.c_fc.weight"):
+        if key not in state:
+            raise CheckpointError(f"missing key in the checkpoint: {key!r}")
+    vocab, width = state["wte.weight"].shape
+    layers = {int(k.split(".")[1]) for k in state if k.startswith("h.")}
+    if layers != set(range(len(layers))):
+        raise CheckpointError(f"layer indices 'h.<i>' are not 0..n-1: {sorted(layers)}")
+    checks = [
+        (("vocab_size",), vocab, "rows of 'wte.weight'"),
+        (("n_embd",), width, "columns of 'wte.weight'"),
+        (("n_layer",), len(layers), "the 'h.<i>.*' keys"),
+        (("n_positions",), state["wpe.weight"].shape[0], "rows of 'wpe.weight'"),
+        (("n_inner",), state["h.0.mlp.c_fc.weight"].shape[1], "columns of 'h.0.mlp.c_fc.weight'"),
+    ]
+    check_config(cfg, path, checks)
+    for key in ("vocab_size", "n_embd", "n_layer", "n_positions", "n_head"):
+        if key not in cfg:
+            raise CheckpointError(f"config.json of {path} has no {key!r}")
+    heads = cfg["n_head"]
+    if not isinstance(heads, int) or heads <= 0 or width % heads:
+        raise CheckpointError(
+            f"config.json of {path}: n_head={heads!r} does not divide the width {width} "
+            "(columns of 'wte.weight'; no weight holds the head count)"
+        )
+
+
 def gpt2_model(
     *,
     vocab_size: int = 50257,
@@ -122,7 +153,10 @@ def load_gpt2(
         ``pytorch_model.bin``, needs torch), keys with or without ``transformer.``; an
         ``lm_head.weight``, if present, must equal the token embedding (GPT-2 ties them).
       dtype: matmul dtype.
-      weights_only: passed to ``torch.load`` for .bin files.
+      weights_only: for a torch ``.bin``: True reads it without running pickled code
+        (no torch needed for the zip format of torch >= 1.6; the older format goes to
+        ``torch.load(weights_only=True)``); False uses ``torch.load(weights_only=False)``
+        (trusted files only). See :func:`ddjax.interop.read_state_dict`.
       precision: float32 matmul precision inside ``apply`` ('highest': true float32;
         None: JAX's default, which may be TF32 on NVIDIA GPUs).
 
@@ -130,6 +164,10 @@ def load_gpt2(
       :class:`Pretrained` with ``process=None``, ``denoiser=None`` and
       ``apply(x int32[B, L], t=None) -> float32[B, L, V]`` = GPT-2's logits (position i
       predicts token i + 1).
+
+    Raises:
+      CheckpointError: unsupported config options, a config.json size the weights
+        contradict (the message names the field), unknown / missing keys or shapes.
     """
     path = pathlib.Path(path)
     cfg = read_config(path)
@@ -153,6 +191,7 @@ def load_gpt2(
         or not np.array_equal(head, state["wte.weight"])
     ):
         raise CheckpointError("'lm_head.weight' differs from 'wte.weight' (GPT-2 ties them)")
+    _check_gpt2_config(cfg, path, state)
     n_inner = cfg.get("n_inner") or 4 * cfg["n_embd"]
     if n_inner % cfg["n_embd"]:
         raise CheckpointError(f"n_inner={n_inner} is not a multiple of n_embd={cfg['n_embd']}")
