@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from experiments.common import ConfigError, say
+from experiments.common import ConfigError, make_workdir, say
 from experiments.model import Experiment, eval_params, restore_for_inference
 
 # What the job passes to every sampler itself, and the config key that sets it.
@@ -371,7 +371,7 @@ def _one_token(exp: Experiment, ch: str, i: int) -> int:
 
 def write_samples(exp: Experiment, samples: np.ndarray, workdir: str, tag: str) -> str:
     """Writes samples as text (one per paragraph) or a PNG grid; returns the path."""
-    os.makedirs(workdir, exist_ok=True)
+    make_workdir(workdir)
     if exp.data.decode is not None:
         path = os.path.join(workdir, f"samples_{tag}.txt")
         texts = sample_texts(exp, samples)
