@@ -319,7 +319,8 @@ def prompt_tokens(exp: Experiment, num: int) -> np.ndarray | None:
     """``fixed`` for the samplers from ``sample.prompt`` (a prefix) or ``sample.template``.
 
     In a template every underscore is a free position; positions past the end of the
-    prompt or template are free too. Returns int32[num, seq_len] with -1 where free.
+    prompt or template are free too. Both read their characters by one rule,
+    :func:`text_tokens`. Returns int32[num, seq_len] with -1 where free.
     """
     cfg = exp.cfg
     prompt, template = str(cfg.sample.prompt), str(cfg.sample.template)
@@ -332,41 +333,66 @@ def prompt_tokens(exp: Experiment, num: int) -> np.ndarray | None:
     seq_len = exp.data.seq_len
     row = np.full(seq_len, -1, np.int32)
     if prompt:
-        try:
-            ids = exp.data.encode(prompt)
-        except ValueError as e:
-            raise ConfigError(f"sample.prompt: {e}") from None
-        if len(ids) > seq_len:
-            raise ConfigError(f"sample.prompt has {len(ids)} tokens, more than seq_len={seq_len}")
-        row[: len(ids)] = ids
+        ids = text_tokens(exp, prompt, "sample.prompt")
     else:
-        if len(template) > seq_len:
-            raise ConfigError(
-                f"sample.template has {len(template)} characters, more than seq_len={seq_len}"
-            )
-        for i, ch in enumerate(template):
-            if ch != "_":
-                row[i] = _one_token(exp, ch, i)
+        ids = text_tokens(exp, template, "sample.template", free="_")
+    if len(ids) > seq_len:
+        what = "tokens" if prompt else "characters"
+        key = "sample.prompt" if prompt else "sample.template"
+        raise ConfigError(f"{key} has {len(ids)} {what}, more than seq_len={seq_len}")
+    row[: len(ids)] = ids
     return np.broadcast_to(row, (num, seq_len)).copy()
 
 
-def _one_token(exp: Experiment, ch: str, i: int) -> int:
-    """The token of template character ``ch`` (at ``i``); a ConfigError when the alphabet
-    lacks it (text8's alphabet: lower-case letters and space; capitals are lowered)."""
-    try:
-        ids = exp.data.encode(ch)
-    except ValueError:
-        ids = []
-    decode = exp.data.decode
+def text_tokens(exp: Experiment, text: str, key: str, *, free: str = "") -> np.ndarray:
+    """The token ids of a prompt or template ``text`` (config key ``key``), -1 at the
+    characters in ``free``: the one rule for both.
+
+    Character data reads ``text`` one token per character: text8 mode maps each
+    character as the training text was mapped (capitals lowered, any other character
+    outside a-z to a space) and prints a note saying what changed; a character the
+    alphabet cannot hold (raw mode: one the corpus lacks) is a ConfigError naming it and
+    its position. Token data (GPT-2 BPE) encodes a prompt as a whole.
+    """
+    encode, decode = exp.data.encode, exp.data.decode
+    if exp.data.unit != "char" and not free:
+        try:
+            return np.asarray(encode(text), np.int32)
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
     text8 = exp.cfg.data.mode == "text8"
-    back = decode(np.asarray([ids], np.int32))[0] if len(ids) == 1 and decode else None
-    if len(ids) != 1 or back != (ch.lower() if text8 else ch):
-        alphabet = "lower-case a-z and space" if text8 else "the corpus's characters"
-        raise ConfigError(
-            f"sample.template character {ch!r} (position {i}) is not in the alphabet "
-            f"({alphabet}); use '_' for a free position"
-        )
-    return int(ids[0])
+    alphabet = "lower-case a-z and space" if text8 else "the corpus's characters"
+    ids = np.full(len(text), -1, np.int32)
+    for i, ch in enumerate(text):
+        if ch in free:
+            continue
+        try:
+            one = encode(ch)
+        except ValueError:
+            one = []
+        if len(one) != 1:
+            raise ConfigError(
+                f"{key} character {ch!r} (position {i}) is not in the alphabet ({alphabet})"
+                + ("; use '_' for a free position" if free else "")
+            )
+        ids[i] = int(one[0])
+    # what the model sees, with the free positions kept as written
+    read = "".join(
+        ch if ch in free else decode(np.asarray([[t]], np.int32))[0] for ch, t in zip(text, ids)
+    )
+    if read != text:
+        _note_once(f"note: {key} {text!r} is read as {read!r} (the text8 alphabet: {alphabet})")
+    return ids
+
+
+_NOTES: set[str] = set()
+
+
+def _note_once(msg: str) -> None:
+    """Prints ``msg`` the first time only (prompts are re-read at every evaluation)."""
+    if msg not in _NOTES:
+        _NOTES.add(msg)
+        say(msg)
 
 
 def write_samples(exp: Experiment, samples: np.ndarray, workdir: str, tag: str) -> str:

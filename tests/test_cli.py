@@ -321,8 +321,8 @@ def test_config_errors_are_one_clear_line_and_exit_nonzero(tmp_path, case):
         args = ["--config.data.name=file"]
         expected = "data.name='file' needs data.path: pass --config.data.path=PATH"
     elif case == "template_char":
-        args = ["--config.sample.template=to be, or ___"]
-        expected = "sample.template character ',' (position 5) is not in the alphabet"
+        args = ["--config.data.mode=raw", "--config.sample.template=to be~ or ___"]
+        expected = "sample.template character '~' (position 5) is not in the alphabet"
     else:
         args, expected = ["--config.data.mode=bytes"], "unknown data.mode 'bytes'; valid:"
     work = tmp_path / "w"
