@@ -406,6 +406,7 @@ class Masking(Interpolating):
 
     def __post_init__(self) -> None:
         _check_vocab(self.vocab_size)
+        _check_schedule(self)
 
     @property
     def num_states(self) -> int:
@@ -480,6 +481,7 @@ class Uniform(Interpolating):
 
     def __post_init__(self) -> None:
         _check_vocab(self.vocab_size)
+        _check_schedule(self)
 
     @property
     def num_states(self) -> int:
@@ -508,6 +510,7 @@ class MarginalPrior(Interpolating):
             _check_vocab(arr.shape[0])
             validate_probs(arr, "probs")
             object.__setattr__(self, "probs", jnp.asarray(arr, jnp.float32))
+        _check_schedule(self)
 
     @property
     def vocab_size(self) -> int:  # type: ignore[override]
@@ -519,6 +522,25 @@ class MarginalPrior(Interpolating):
 
     def prior_probs(self) -> Array:
         return self.probs
+
+
+def _check_schedule(process: Any) -> None:
+    """A TypeError naming ``schedule`` when it is a name (a str), not a schedule object.
+
+    Only names are rejected: tree utilities rebuild processes with placeholder leaves, and
+    a user schedule need not subclass ``Schedule`` (any object with ``alpha`` etc. works).
+    """
+    schedule = process.schedule
+    if not isinstance(schedule, (str, bytes)):
+        return
+    names = [n for n in schedules_lib.__all__ if n not in ("Schedule", "d3pm_betas")]
+    hint = next((n for n in names if str(schedule).replace("_", "").lower() == n.lower()), None)
+    example = f"dd.schedules.{hint or 'LogLinear'}()"
+    raise TypeError(
+        f"{type(process).__name__}(schedule={schedule!r}): schedule must be a schedule object, "
+        f"not a {type(schedule).__name__}; one of dd.schedules.{', dd.schedules.'.join(names)} "
+        f"(e.g. schedule={example})"
+    )
 
 
 def _check_vocab(vocab_size: Any) -> None:
@@ -799,6 +821,12 @@ def _to_float32(x: np.ndarray) -> Array:
 def _betas(num_steps: int, betas: np.ndarray | None, default: str) -> np.ndarray:
     if betas is None:
         return schedules_lib.d3pm_betas(num_steps, default)
+    check(
+        not isinstance(betas, str),
+        f"betas={betas!r}: betas is an array of num_steps noise levels, not a name; "
+        f"use betas=dd.schedules.d3pm_betas({num_steps}, {betas!r})",
+        TypeError,
+    )
     betas = np.asarray(betas, np.float64)
     check(
         betas.shape == (num_steps,),

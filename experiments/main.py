@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import inspect
 import os
 import sys
 import warnings
@@ -55,14 +56,53 @@ def config_keys(cfg: Any, prefix: str = "") -> list[str]:
     return out
 
 
+class ConfigFileError(ValueError):
+    """A ``--config=`` value that is not a loadable config file (the message names it)."""
+
+
 def _load_config_file(spec: str) -> Any:
+    """``get_config([ARG])`` of the file in ``spec`` (``PATH[:ARG]``).
+
+    Raises FileNotFoundError for a missing file and ConfigFileError for one that is not a
+    config file (not Python, no ``get_config``, an ``:ARG`` it does not take, no
+    ConfigDict returned), each naming the ``--config=`` value.
+    """
     path, _, arg = spec.partition(":")
+    flag = f"--config={spec}"
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file not found: {path}")
+    # spec_from_file_location gives None for a non-.py file (README.md): say so instead
     module_spec = importlib.util.spec_from_file_location("_ddjax_config", path)
+    if module_spec is None or not path.endswith(".py"):
+        raise ConfigFileError(
+            f"{flag}: not a Python config file (a .py file defining get_config(), e.g. "
+            "experiments/configs/shakespeare_mdlm.py)"
+        )
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ConfigFileError(f"{flag}: invalid Python (line {e.lineno}: {e.msg})") from None
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+        raise ConfigFileError(
+            f"{flag}: {path} defines no get_config(); a config file returns its "
+            "ml_collections.ConfigDict from get_config() (see experiments/configs/)"
+        )
+    if arg:
+        try:
+            inspect.signature(get_config).bind(arg)
+        except TypeError:
+            raise ConfigFileError(
+                f"{flag}: get_config() in {path} takes no argument; drop ':{arg}'"
+            ) from None
+    cfg = get_config(arg) if arg else get_config()
+    if not hasattr(cfg, "items"):
+        raise ConfigFileError(
+            f"{flag}: get_config() returned a {type(cfg).__name__}, not an "
+            "ml_collections.ConfigDict"
+        )
+    return cfg
 
 
 def check_overrides(argv: Sequence[str]) -> str | None:
@@ -83,7 +123,7 @@ def check_overrides(argv: Sequence[str]) -> str | None:
         return "missing --config=PATH (e.g. --config=experiments/configs/shakespeare_mdlm.py)"
     try:
         cfg = _load_config_file(spec)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ConfigFileError) as e:
         return str(e)
     keys = config_keys(cfg)
     for key in overrides:
@@ -95,6 +135,18 @@ def check_overrides(argv: Sequence[str]) -> str | None:
                 f"valid keys: {', '.join(keys)}"
             )
     return None
+
+
+def flag_value(argv: Sequence[str], name: str) -> str | None:
+    """The value of ``--NAME=VALUE`` or ``--NAME VALUE`` in ``argv`` (the last one), else None."""
+    value = None
+    args = list(argv[1:])
+    for i, a in enumerate(args):
+        if a.startswith(f"--{name}="):
+            value = a.split("=", 1)[1]
+        elif a == f"--{name}" and i + 1 < len(args):
+            value = args[i + 1]
+    return value
 
 
 def parse_value(text: str) -> Any:
@@ -231,10 +283,16 @@ def cli() -> None:
         print(help_text())
         sys.exit(0)
     message = check_overrides(sys.argv)
-    if message is None and not any(
-        a == "--workdir" or a.startswith("--workdir=") for a in sys.argv[1:]
-    ):
+    workdir = flag_value(sys.argv, "workdir")
+    if message is None and workdir is None:
         message = "missing --workdir=DIR (where checkpoints, metrics, plots and samples go)"
+    if message is None:
+        from experiments.common import ConfigError, check_workdir
+
+        try:
+            check_workdir(workdir)  # a file or read-only folder: one line, before any work
+        except ConfigError as e:
+            message = str(e)
     try:
         argv, options = split_sample_options(sys.argv)
     except ValueError as e:

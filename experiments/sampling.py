@@ -4,6 +4,7 @@ files, and the ``--mode=sample`` job."""
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from experiments.common import ConfigError, say
+from experiments.common import ConfigError, make_workdir, say
 from experiments.model import Experiment, eval_params, restore_for_inference
 
 # What the job passes to every sampler itself, and the config key that sets it.
@@ -319,7 +320,8 @@ def prompt_tokens(exp: Experiment, num: int) -> np.ndarray | None:
     """``fixed`` for the samplers from ``sample.prompt`` (a prefix) or ``sample.template``.
 
     In a template every underscore is a free position; positions past the end of the
-    prompt or template are free too. Returns int32[num, seq_len] with -1 where free.
+    prompt or template are free too. Both read their characters by one rule,
+    :func:`text_tokens`. Returns int32[num, seq_len] with -1 where free.
     """
     cfg = exp.cfg
     prompt, template = str(cfg.sample.prompt), str(cfg.sample.template)
@@ -332,46 +334,71 @@ def prompt_tokens(exp: Experiment, num: int) -> np.ndarray | None:
     seq_len = exp.data.seq_len
     row = np.full(seq_len, -1, np.int32)
     if prompt:
-        try:
-            ids = exp.data.encode(prompt)
-        except ValueError as e:
-            raise ConfigError(f"sample.prompt: {e}") from None
-        if len(ids) > seq_len:
-            raise ConfigError(f"sample.prompt has {len(ids)} tokens, more than seq_len={seq_len}")
-        row[: len(ids)] = ids
+        ids = text_tokens(exp, prompt, "sample.prompt")
     else:
-        if len(template) > seq_len:
-            raise ConfigError(
-                f"sample.template has {len(template)} characters, more than seq_len={seq_len}"
-            )
-        for i, ch in enumerate(template):
-            if ch != "_":
-                row[i] = _one_token(exp, ch, i)
+        ids = text_tokens(exp, template, "sample.template", free="_")
+    if len(ids) > seq_len:
+        what = "tokens" if prompt else "characters"
+        key = "sample.prompt" if prompt else "sample.template"
+        raise ConfigError(f"{key} has {len(ids)} {what}, more than seq_len={seq_len}")
+    row[: len(ids)] = ids
     return np.broadcast_to(row, (num, seq_len)).copy()
 
 
-def _one_token(exp: Experiment, ch: str, i: int) -> int:
-    """The token of template character ``ch`` (at ``i``); a ConfigError when the alphabet
-    lacks it (text8's alphabet: lower-case letters and space; capitals are lowered)."""
-    try:
-        ids = exp.data.encode(ch)
-    except ValueError:
-        ids = []
-    decode = exp.data.decode
+def text_tokens(exp: Experiment, text: str, key: str, *, free: str = "") -> np.ndarray:
+    """The token ids of a prompt or template ``text`` (config key ``key``), -1 at the
+    characters in ``free``: the one rule for both.
+
+    Character data reads ``text`` one token per character: text8 mode maps each
+    character as the training text was mapped (capitals lowered, any other character
+    outside a-z to a space) and prints a note saying what changed; a character the
+    alphabet cannot hold (raw mode: one the corpus lacks) is a ConfigError naming it and
+    its position. Token data (GPT-2 BPE) encodes a prompt as a whole.
+    """
+    encode, decode = exp.data.encode, exp.data.decode
+    if exp.data.unit != "char" and not free:
+        try:
+            return np.asarray(encode(text), np.int32)
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
     text8 = exp.cfg.data.mode == "text8"
-    back = decode(np.asarray([ids], np.int32))[0] if len(ids) == 1 and decode else None
-    if len(ids) != 1 or back != (ch.lower() if text8 else ch):
-        alphabet = "lower-case a-z and space" if text8 else "the corpus's characters"
-        raise ConfigError(
-            f"sample.template character {ch!r} (position {i}) is not in the alphabet "
-            f"({alphabet}); use '_' for a free position"
-        )
-    return int(ids[0])
+    alphabet = "lower-case a-z and space" if text8 else "the corpus's characters"
+    ids = np.full(len(text), -1, np.int32)
+    for i, ch in enumerate(text):
+        if ch in free:
+            continue
+        try:
+            one = encode(ch)
+        except ValueError:
+            one = []
+        if len(one) != 1:
+            raise ConfigError(
+                f"{key} character {ch!r} (position {i}) is not in the alphabet ({alphabet})"
+                + ("; use '_' for a free position" if free else "")
+            )
+        ids[i] = int(one[0])
+    # what the model sees, with the free positions kept as written
+    read = "".join(
+        ch if ch in free else decode(np.asarray([[t]], np.int32))[0] for ch, t in zip(text, ids)
+    )
+    if read != text:
+        _note_once(f"note: {key} {text!r} is read as {read!r} (the text8 alphabet: {alphabet})")
+    return ids
+
+
+_NOTES: set[str] = set()
+
+
+def _note_once(msg: str) -> None:
+    """Prints ``msg`` the first time only (prompts are re-read at every evaluation)."""
+    if msg not in _NOTES:
+        _NOTES.add(msg)
+        say(msg)
 
 
 def write_samples(exp: Experiment, samples: np.ndarray, workdir: str, tag: str) -> str:
     """Writes samples as text (one per paragraph) or a PNG grid; returns the path."""
-    os.makedirs(workdir, exist_ok=True)
+    make_workdir(workdir)
     if exp.data.decode is not None:
         path = os.path.join(workdir, f"samples_{tag}.txt")
         texts = sample_texts(exp, samples)
@@ -405,7 +432,13 @@ def save_image_grid(images: np.ndarray, levels: int, path: str) -> None:
 
 
 def sample_and_write(
-    exp: Experiment, params: Any, workdir: str, step: int, *, tag: str | None = None
+    exp: Experiment,
+    params: Any,
+    workdir: str,
+    step: int,
+    *,
+    tag: str | None = None,
+    seed: int | None = None,
 ) -> list[str] | str:
     """Samples with ``cfg.sample``, writes them to the workdir and prints text ones.
 
@@ -413,10 +446,12 @@ def sample_and_write(
     text and ``.png`` for images. Returns the texts (text data), the PNG path (images),
     or [] when sampling is not possible for this model (the reason is printed) or on
     processes other than 0. A config value that cannot work raises ConfigError.
+    ``seed`` defaults to ``sample.seed``.
     """
     cfg = exp.cfg
+    seed = int(cfg.sample.seed) if seed is None else int(seed)
     try:
-        samples = generate(exp, params, int(cfg.sample.num_samples), int(cfg.sample.seed))
+        samples = generate(exp, params, int(cfg.sample.num_samples), seed)
     except ConfigError:
         raise
     except (AttributeError, NotImplementedError, ValueError) as e:
@@ -460,18 +495,55 @@ def word_rates(exp: Experiment, texts: list[str]) -> dict[str, float]:
     }
 
 
-def new_sample_tag(cfg: Any, workdir: str, step: int) -> str:
+def new_sample_tag(cfg: Any, workdir: str, step: int, seed: int | None = None) -> str:
     """A file tag for ``--mode=sample`` that no file in ``workdir`` has yet:
     ``step<N>_<sampler>_seed<S>`` (then ``-2``, ``-3``, ...), so the samples written at
-    the end of training (``samples_step<N>``) and earlier ``--mode=sample`` runs stay."""
+    the end of training (``samples_step<N>``) and earlier ``--mode=sample`` runs stay.
+    ``seed`` defaults to ``sample.seed``."""
     how = "ar" if cfg.loss.name == "ar" else str(cfg.sample.sampler)
-    base = f"step{step}_{how}_seed{int(cfg.sample.seed)}"
+    seed = int(cfg.sample.seed) if seed is None else int(seed)
+    base = f"step{step}_{how}_seed{seed}"
     taken = set(os.listdir(workdir)) if os.path.isdir(workdir) else set()
     tag, n = base, 1
     while any(f"samples_{tag}{ext}" in taken for ext in (".txt", ".png")):
         n += 1
         tag = f"{base}-{n}"
     return tag
+
+
+def training_sample_seed(workdir: str) -> int | None:
+    """The ``sample.seed`` the training run drew its samples with (``WORKDIR/config.json``),
+    or None when the workdir has no readable config."""
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            return int(json.load(f)["sample"]["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def fresh_sample_seed(cfg: Any, workdir: str, step: int) -> int:
+    """The seed ``--mode=sample`` draws with: ``sample.seed``, moved up past the training
+    run's sample seed and past seeds whose ``--mode=sample`` file for this step and
+    sampler exists, so a run never writes a copy of samples it already has (with the
+    training seed the draw repeated ``samples_step<N>`` byte for byte). Prints a note
+    when it moves."""
+    how = "ar" if cfg.loss.name == "ar" else str(cfg.sample.sampler)
+    taken = set(os.listdir(workdir)) if os.path.isdir(workdir) else set()
+    trained = training_sample_seed(workdir)
+    asked = seed = int(cfg.sample.seed)
+    while seed == trained or any(
+        f"samples_step{step}_{how}_seed{seed}{ext}" in taken for ext in (".txt", ".png")
+    ):
+        seed += 1
+    if seed != asked:
+        why = (
+            f"the training run drew samples_step{step} with it"
+            if asked == trained
+            else "an earlier --mode=sample run drew with it"
+        )
+        say(f"note: sampling with seed {seed}, not sample.seed={asked} ({why}); "
+            "pass another --config.sample.seed for other draws")  # fmt: skip
+    return seed
 
 
 def sample(cfg: Any, workdir: str) -> dict[str, Any]:
@@ -484,9 +556,11 @@ def sample(cfg: Any, workdir: str) -> dict[str, Any]:
         raise ConfigError("--mode=sample needs sample.num_samples >= 1")
     exp, state = restore_for_inference(cfg, workdir)
     step = int(state.step)
+    seed = fresh_sample_seed(cfg, workdir, step)
     out = sample_and_write(
-        exp, eval_params(cfg, state), workdir, step, tag=new_sample_tag(cfg, workdir, step)
-    )
+        exp, eval_params(cfg, state), workdir, step, tag=new_sample_tag(cfg, workdir, step, seed),
+        seed=seed,
+    )  # fmt: skip
     if jax.process_index() == 0 and not out:
         raise ConfigError("no samples were written (see the note above)")
     return {"samples": out}

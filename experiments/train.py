@@ -13,7 +13,7 @@ import jax
 from ddjax import training
 from experiments import outputs
 from experiments.checks import check_config
-from experiments.common import ConfigError, say
+from experiments.common import ConfigError, make_workdir, say
 from experiments.evaluation import evaluate_nelbo, make_eval_fn, report_eval
 from experiments.model import build, checkpointer, eval_params, make_state
 from experiments.run_config import flatten
@@ -26,7 +26,7 @@ def write_config(cfg: Any, workdir: str) -> None:
     """Writes ``WORKDIR/config.json``, noting the keys that differ from an earlier one."""
     if jax.process_index() != 0:
         return
-    os.makedirs(workdir, exist_ok=True)
+    make_workdir(workdir)
     path = os.path.join(workdir, "config.json")
     new = json.loads(cfg.to_json())
     if os.path.exists(path):

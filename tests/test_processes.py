@@ -533,3 +533,24 @@ def test_property_d3pm(kind, k, steps, seed):
     q = np.asarray(proc.q, np.float64)
     between = np.linalg.multi_dot([np.eye(proc.num_states), *q[s + 1 : t + 1]])
     np.testing.assert_allclose(qbar[t], qbar[s] @ between, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: processes.Masking(vocab_size=5, schedule="loglinear"), "Masking"),
+        (lambda: processes.Uniform(vocab_size=5, schedule="cosine"), "Uniform"),
+        (lambda: processes.MarginalPrior(probs=[0.5, 0.5], schedule="linear"), "MarginalPrior"),
+    ],
+)
+def test_a_schedule_given_by_name_is_a_type_error_listing_the_classes(make, name):
+    """A str schedule used to construct fine and fail later inside a sampler
+    (AttributeError: 'str' object has no attribute 'alpha')."""
+    with pytest.raises(TypeError) as e:
+        make()
+    msg = str(e.value)
+    assert msg.startswith(f"{name}(schedule=") and "must be a schedule object, not a str" in msg
+    for cls in ("LogLinear", "Linear", "Cosine", "Polynomial", "Geometric"):
+        assert f"dd.schedules.{cls}" in msg
+    with pytest.raises(TypeError, match=r"use betas=dd.schedules.d3pm_betas\(10, 'linear'\)"):
+        processes.D3PM.uniform(5, 10, betas="linear")

@@ -23,15 +23,41 @@ def _with(exp, **sample):
 
 
 def test_prompt_is_a_fixed_prefix(text_exp):
-    exp = _with(text_exp, prompt="To be, or")
+    exp = _with(text_exp, prompt="to be or")
     fixed = sampling.prompt_tokens(exp, 3)
-    ids = exp.data.encode("to be or")  # text8 mode: lower case, punctuation to space
+    ids = exp.data.encode("to be or")
     assert fixed.shape == (3, exp.data.seq_len)
     np.testing.assert_array_equal(fixed[:, : len(ids)], np.broadcast_to(ids, (3, len(ids))))
     assert np.all(fixed[:, len(ids) :] == -1)
     samples = sampling.generate(exp, exp.params, 3, seed=0)
     np.testing.assert_array_equal(samples[:, : len(ids)], fixed[:, : len(ids)])
     assert exp.data.decode(samples)[0].startswith("to be or")
+
+
+def test_prompt_and_template_read_characters_by_one_rule(text_exp, capsys):
+    """text8 mode maps a prompt and a template alike, one character to one token
+    (capitals lowered, punctuation to a space), and says what changed; raw mode rejects
+    a character outside the corpus in both. (A prompt used to be mapped silently, with
+    runs of spaces collapsed, while a template rejected the same characters.)"""
+    text = "To be, or"
+    fixed = {}
+    for key in ("prompt", "template"):
+        fixed[key] = sampling.prompt_tokens(_with(text_exp, **{key: text}), 1)[0]
+        assert f"note: sample.{key} 'To be, or' is read as 'to be  or'" in capsys.readouterr().out
+    np.testing.assert_array_equal(fixed["prompt"], fixed["template"])
+    per_char = [text_exp.data.encode(c)[0] for c in "to be  or"]  # encode collapses spaces
+    np.testing.assert_array_equal(fixed["prompt"][: len(text)], per_char)
+    sampling.prompt_tokens(_with(text_exp, prompt=text), 1)
+    assert "note:" not in capsys.readouterr().out  # said once, not at every evaluation
+
+    cfg = smoke.get_config()
+    cfg.data.mode = "raw"
+    cfg.model.update(num_layers=1, width=16)
+    raw = model.build(cfg)
+    for key in ("prompt", "template"):
+        with pytest.raises(ValueError, match=rf"sample.{key} character '~' \(position 2\) is not"):
+            sampling.prompt_tokens(_with(raw, **{key: "To~be"}), 1)
+    assert sampling.prompt_tokens(_with(raw, prompt="To be,"), 1)[0, 0] == raw.data.encode("T")[0]
 
 
 def test_template_underscores_are_free(text_exp):
