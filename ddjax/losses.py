@@ -19,6 +19,7 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from ddjax._struct import check
+from ddjax._validation import validate_tokens
 from ddjax.arrays import onehot, sequence_times
 from ddjax.processes import D3PM, Interpolating, Masking, Process, require
 from ddjax.schedules import Schedule
@@ -113,7 +114,10 @@ def _check_args(
     log_probs: ArrayLike, x0: ArrayLike, x_t: ArrayLike, process: Process, name: str = "log_probs"
 ) -> tuple[Array, Array, Array]:
     log_probs = jnp.asarray(log_probs, jnp.float32)
-    x0, x_t = process.check_x0(x0), process.check_x_t(x_t)
+    # the protocol's members only (a user's process need not have ProcessBase's checks)
+    validate_tokens(x0, process.vocab_size, "x0")
+    validate_tokens(x_t, process.num_states, "x_t")
+    x0, x_t = jnp.asarray(x0, jnp.int32), jnp.asarray(x_t, jnp.int32)
     check(x0.shape == x_t.shape, f"x0 has shape {x0.shape} but x_t has shape {x_t.shape}")
     check(
         log_probs.shape[:-1] == x0.shape,
@@ -406,7 +410,8 @@ def d3pm_vb(
     t = process.check_steps(t_index, x0, "t_index", lo=1)
     n = process.num_states
     true_post = process.posterior_probs(x_t, onehot(x0, process.vocab_size), t - 1, t)
-    model_post = process.posterior_probs(x_t, jnp.exp(log_probs), t - 1, t, plugin=plugin)
+    posterior = process.plugin_posterior_probs if plugin else process.posterior_probs
+    model_post = posterior(x_t, jnp.exp(log_probs), t - 1, t)
     step_kl = _kl_rows(true_post, model_post).sum(-1)
     q_final = process.qbar[process.num_steps][x0]  # [B, L, N]
     prior_kl = _kl_rows(q_final, jnp.broadcast_to(process.prior, (*x0.shape, n))).sum(-1)

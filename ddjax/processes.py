@@ -89,7 +89,9 @@ def _normalise_consistent(p: Array, consistent: Array) -> Array:
     p = jnp.where(consistent, p, 0.0)
     z = p.sum(-1, keepdims=True)
     fallback = consistent / jnp.maximum(consistent.sum(-1, keepdims=True), 1)
-    return jnp.where(z > 0, p / jnp.where(z > 0, z, 1.0), fallback)
+    out = jnp.where(z > 0, p / jnp.where(z > 0, z, 1.0), fallback)
+    # a NaN row stays NaN (not the fallback), so the draws mark it invalid
+    return jnp.where(jnp.isnan(z), jnp.nan, out)
 
 
 @runtime_checkable
@@ -166,7 +168,16 @@ CAPABILITIES: dict[str, str] = {
         "unmask_rate(t) -> float32[B, L] (or broadcastable): the total reverse rate out of the "
         "mask at time t, for masking-type processes"
     ),
-    "schedule": "schedule: the noise schedule alpha(t) (an attribute)",
+    "plugin_posterior_probs": (
+        "plugin_posterior_probs(x_t, x0_probs, s, t) -> float32[B, L, N]: the papers' plug-in "
+        "step q(x_s | x_t, x0 = x0_probs) (D3PM / UDLM / Duo), which puts the probability "
+        "vector in place of the one-hot x0 (ancestral(plugin=True), d3pm_vb(plugin=True))"
+    ),
+    "schedule": (
+        "schedule: the noise schedule alpha(t), a dd.schedules.Schedule (an attribute; "
+        "samplers and losses read alpha, alpha_prime, one_minus_alpha, t_of_alpha, "
+        "sigma_bar, masking_rate)"
+    ),
 }
 
 
@@ -339,6 +350,12 @@ class Interpolating(ProcessBase):
             return unnorm / jnp.maximum(unnorm.sum(-1, keepdims=True), _TINY)
         w, w_sum = self._weights(x_t, x0_probs, t)
         return step_lik * (a_s * w + (1.0 - a_s) * pi * w_sum)
+
+    def plugin_posterior_probs(
+        self, x_t: ArrayLike, x0_probs: ArrayLike, s: ArrayLike, t: ArrayLike
+    ) -> Array:
+        """The plug-in step q(x_s | x_t, x0 = x0_probs): float32[..., L, num_states]."""
+        return self.posterior_probs(x_t, x0_probs, s, t, plugin=True)
 
     def forward_rate_into(self, x_t: ArrayLike, t: ArrayLike) -> Array:
         """R_t(y -> x_t) for any y != x_t (the same for every y here): float32[..., L].
@@ -805,6 +822,12 @@ class D3PM(ProcessBase):
         consistent = (lik > 0) & (jnp.arange(n) < self.vocab_size)
         w = _normalise_consistent(p, consistent) / jnp.where(consistent, lik, 1.0)
         return step_lik * jnp.einsum("...lk,...kj->...lj", w, qbar_s)
+
+    def plugin_posterior_probs(
+        self, x_t: ArrayLike, x0_probs: ArrayLike, s: ArrayLike, t: ArrayLike
+    ) -> Array:
+        """D3PM's plug-in step, proportional to Q_{s:t}[j, x_t] (p Qbar_s)_j: [..., L, N]."""
+        return self.posterior_probs(x_t, x0_probs, s, t, plugin=True)
 
 
 def _to_float32(x: np.ndarray) -> Array:

@@ -20,6 +20,11 @@ per class, the same as ``jax.random.categorical``'s one.
 Large vocabularies use :func:`draw_tokens`'s exact two-stage draw (a group of about
 sqrt(K) classes, then a class within it), about 2 sqrt(K) random words per row
 instead of K, both stages through :func:`categorical`.
+
+A row that is not a distribution (a NaN entry, or every entry -inf) has nothing to
+draw: every draw here returns :data:`INVALID` (-1) for it instead of a silent 0, so a
+denoiser that returned NaN or -inf shows in the samples without a host sync inside the
+compiled loop (``ddjax.samplers.check_samples`` reads them on the host).
 """
 
 from __future__ import annotations
@@ -41,7 +46,12 @@ __all__ = [
     "draw_tokens",
     "draw_from_probs",
     "TWO_STAGE_MIN_VOCAB",
+    "INVALID",
+    "invalid_rows",
 ]
+
+# The id drawn from a row that is not a distribution (NaN, or every entry -inf).
+INVALID = -1
 
 # Vocabularies at least this large are drawn with the two-stage draw.
 TWO_STAGE_MIN_VOCAB = 2048
@@ -105,14 +115,21 @@ def categorical(key: Array, logits: ArrayLike, axis: int = -1, *, bits: int | st
         "float32" uses JAX's truncated float32 Gumbel, only to reproduce its bias.
 
     Returns:
-      int32 array of ``logits.shape`` without ``axis``.
+      int32 array of ``logits.shape`` without ``axis``; :data:`INVALID` (-1) for a row
+      with a NaN entry or no finite entry.
     """
     logits = jnp.asarray(logits, jnp.float32)
     if bits == "float32":
         g = gumbel_float32_truncated(key, logits.shape)
     else:
         g = gumbel(key, logits.shape, bits)
-    return jnp.argmax(logits + g, axis=axis).astype(jnp.int32)
+    drawn = jnp.argmax(logits + g, axis=axis).astype(jnp.int32)
+    return jnp.where(invalid_rows(logits, axis), INVALID, drawn)
+
+
+def invalid_rows(logits: Array, axis: int = -1) -> Array:
+    """bool[...]: rows along ``axis`` with a NaN entry or no entry above -inf."""
+    return jnp.any(jnp.isnan(logits), axis=axis) | jnp.all(logits == -jnp.inf, axis=axis)
 
 
 def draw_two_stage(key: Array, log_probs: Array, bits: int | str = 32) -> Array:
@@ -141,10 +158,11 @@ def draw_two_stage(key: Array, log_probs: Array, bits: int | str = 32) -> Array:
         group_logits = jnp.concatenate([group_logits, tail], axis=-1)
     k_group, k_token = jax.random.split(key)
     g = categorical(k_group, group_logits, bits=bits)
-    idx = g[..., None] * size + jnp.arange(size, dtype=jnp.int32)
+    idx = jnp.maximum(g, 0)[..., None] * size + jnp.arange(size, dtype=jnp.int32)
     within = jnp.take_along_axis(log_probs, jnp.minimum(idx, k - 1), axis=-1)
     within = jnp.where(idx < k, within, -jnp.inf)
-    return g * size + categorical(k_token, within, bits=bits)
+    inner = categorical(k_token, within, bits=bits)
+    return jnp.where((g == INVALID) | (inner == INVALID), INVALID, g * size + inner)
 
 
 def draw_tokens(
@@ -156,6 +174,8 @@ def draw_tokens(
 ) -> Array:
     """One class per row of ``log_probs`` float32[..., K]: int32[...].
 
+    Rows that are not a distribution give :data:`INVALID`, drawn or argmax.
+
     Args:
       argmax: take the mode instead of drawing.
       two_stage: use :func:`draw_two_stage`; None picks it for K >= TWO_STAGE_MIN_VOCAB
@@ -163,7 +183,8 @@ def draw_tokens(
       bits: the Gumbel resolution of :func:`categorical`.
     """
     if argmax:
-        return jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
+        mode = jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
+        return jnp.where(invalid_rows(log_probs), INVALID, mode)
     if two_stage is None:
         two_stage = log_probs.shape[-1] >= TWO_STAGE_MIN_VOCAB and bits != "float32"
     if two_stage:

@@ -25,7 +25,8 @@ from jax.experimental import checkify
 import ddjax as dd
 from ddjax import testing
 from ddjax.arrays import onehot, sequence_times
-from ddjax.testing.exact_law import ExactLaw, tabulated
+from ddjax.testing import steering
+from ddjax.testing.exact_law import NAMES, ExactLaw, tabulated
 
 K, L = 3, 2
 N_SAMPLES = 40_000
@@ -35,7 +36,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @dd.pytree_dataclass
 class PositionMasking:
-    """Masking where position i keeps its token with alpha_i(t) = 1 - (1 - eps) t**p_i."""
+    """Masking where position i keeps its token with alpha_i(t) = 1 - (1 - eps) t**p_i.
+
+    Written as a user would: the protocol's members and a few capabilities, public names
+    only, no ddjax base class and no keyword beyond the protocol's.
+    """
 
     powers: jax.Array
     vocab_size: int = dd.static_field()
@@ -54,7 +59,11 @@ class PositionMasking:
         return False
 
     def alpha(self, t: jax.Array) -> jax.Array:  # t [...] -> [..., L]
-        return 1.0 - (1.0 - self.eps) * t[..., None] ** self.powers
+        return 1.0 - (1.0 - self.eps) * jnp.asarray(t, jnp.float32)[..., None] ** self.powers
+
+    def masking_rate(self, t: jax.Array) -> jax.Array:  # -alpha_i'(t) / (1 - alpha_i(t))
+        t = jnp.asarray(t, jnp.float32)[..., None]
+        return self.powers / jnp.maximum(t, 1e-30)
 
     def prior_probs(self) -> jax.Array:
         return onehot(jnp.int32(self.vocab_size), self.num_states)
@@ -73,25 +82,57 @@ class PositionMasking:
         data = jnp.pad(x0_probs, [(0, 0)] * (x0_probs.ndim - 1) + [(0, 1)])
         return a * data + (1.0 - a) * self.prior_probs()
 
-    def posterior_probs(self, x_t, x0_probs, s, t, *, plugin: bool = False) -> jax.Array:
+    def unmask_probability(self, s: jax.Array, t: jax.Array) -> jax.Array:  # [B, L]
+        a_s, a_t = self.alpha(s), self.alpha(t)
+        return (a_s - a_t) / (1.0 - a_t)
+
+    def unmask_rate(self, t: jax.Array) -> jax.Array:  # [B, L]
+        return self.masking_rate(t)
+
+    def posterior_probs(self, x_t, x0_probs, s, t) -> jax.Array:
         s, t = sequence_times(s, x_t), sequence_times(t, x_t)
-        a_s, a_t = self.alpha(s)[..., None], self.alpha(t)[..., None]
+        unmask = self.unmask_probability(s, t)[..., None]
         masked = (x_t == self.mask_id)[..., None]
-        data = jnp.where(masked, (a_s - a_t) / (1.0 - a_t) * x0_probs, onehot(x_t, self.vocab_size))
-        stay = jnp.where(masked, (1.0 - a_s) / (1.0 - a_t), 0.0)
+        data = jnp.where(masked, unmask * x0_probs, onehot(x_t, self.vocab_size))
+        stay = jnp.where(masked, 1.0 - unmask, 0.0)
         return jnp.concatenate([data, stay], axis=-1)
 
     def reverse_rates(self, x_t, x0_probs, t) -> jax.Array:
-        t = sequence_times(t, x_t)
-        a = self.alpha(t)
-        neg_da = (1.0 - self.eps) * self.powers * t[..., None] ** (self.powers - 1.0)
-        rate = (neg_da / (1.0 - a))[..., None]
+        rate = self.masking_rate(sequence_times(t, x_t))[..., None]
         data = jnp.where((x_t == self.mask_id)[..., None], rate * x0_probs, 0.0)
         return jnp.pad(data, [(0, 0)] * (data.ndim - 1) + [(0, 1)])
 
+    def forward_rates(self, x_t, t) -> jax.Array:  # data -> mask at rate -alpha'/alpha
+        t = sequence_times(t, x_t)
+        a = self.alpha(t)
+        rate = (1.0 - a) * self.masking_rate(t) / a
+        into_mask = jnp.where(x_t == self.mask_id, 0.0, rate)[..., None]
+        return into_mask * self.prior_probs()
+
+
+@dd.pytree_dataclass
+class ScheduledMasking(PositionMasking):
+    """The same with one schedule for every position (powers all 1): the log-linear
+    masking process, so it also declares ``schedule`` and its samplers run."""
+
+    @property
+    def schedule(self) -> dd.schedules.Schedule:
+        return dd.schedules.LogLinear(eps=self.eps)
+
 
 CUSTOM = PositionMasking(powers=jnp.array([1.0, 2.0]), vocab_size=K)
-CUSTOM_SAMPLERS = ("ancestral", "euler", "tau_leaping", "theta_trapezoidal")
+SCHEDULED = ScheduledMasking(powers=jnp.ones(L), vocab_size=K)
+BUILTIN = dd.processes.Masking(K, dd.schedules.LogLinear(eps=1e-3))  # SCHEDULED's twin
+ALL_STEPS = (*dd.samplers.STEPS, *dd.samplers.STEERING)
+
+
+def meets(process: Any, cls: type) -> bool:
+    """Whether ``process`` declares everything step class ``cls`` needs."""
+    try:
+        dd.processes.require(process, ("posterior_probs", "prior_sample", *cls.needs), cls.name)
+    except TypeError:
+        return False
+    return True
 
 
 @functools.cache
@@ -99,10 +140,31 @@ def target() -> testing.ExactTarget:
     return testing.random_target(jax.random.PRNGKey(0), K, L, temperature=0.5)
 
 
+def _draw(name: str, process: Any, den: Any, n: int, steps: int, **options: Any) -> np.ndarray:
+    fn = {**dd.samplers.SAMPLERS, **dd.samplers.STEERING_SAMPLERS}[name]
+    draw = fast_jit(jax.vmap(lambda k: fn(k, den, process, (1000, L), steps=steps, **options)))
+    x = np.asarray(draw(jax.random.split(jax.random.key(1), n // 1000))).reshape(-1, L)
+    assert x.min() >= 0 and x.max() < K, name
+    return x
+
+
 def test_builtin_processes_satisfy_the_protocol() -> None:
-    for process in (dd.processes.Masking(K), dd.processes.Uniform(K), CUSTOM):
+    for process in (dd.processes.Masking(K), dd.processes.Uniform(K), CUSTOM, SCHEDULED):
         assert isinstance(process, dd.processes.Process)
     assert isinstance(dd.processes.D3PM.uniform(K, 4), dd.processes.Process)
+
+
+def test_the_protocol_only_processes_meet_some_of_every_kind() -> None:
+    """The coverage below is not empty by accident: which samplers each process runs."""
+    per_position = {c.name for c in ALL_STEPS if meets(CUSTOM, c)}
+    assert {"ancestral", "euler", "tau_leaping", "predictor_corrector", "theta_rk2"} <= (
+        per_position
+    )
+    assert {"smc", "svdd", "edlm"} <= per_position
+    assert "first_hitting" not in per_position  # no schedule: alpha differs per position
+    scheduled = {c.name for c in ALL_STEPS if meets(SCHEDULED, c)}
+    assert scheduled >= per_position | {"first_hitting", "remdm", "confidence", "pc_sampler"}
+    assert {c.name for c in ALL_STEPS} - scheduled == {"tweedie"}  # score, undo_transition
 
 
 def test_oracle_marginal_of_the_custom_process_is_its_forward_law() -> None:
@@ -114,32 +176,90 @@ def test_oracle_marginal_of_the_custom_process_is_its_forward_law() -> None:
     np.testing.assert_allclose(masked, 1 - np.asarray(CUSTOM.alpha(jnp.float32(0.5))), atol=0.01)
 
 
-@pytest.mark.parametrize("name", CUSTOM_SAMPLERS)
-def test_custom_process_samples_its_exact_law(name: str) -> None:
-    """Sampled at 4 steps = the exact law of 4 steps; that law reaches the target."""
+POSITION_LAWS = [c.name for c in dd.samplers.STEPS if c.name in NAMES and meets(CUSTOM, c)]
+
+
+@pytest.mark.parametrize("name", POSITION_LAWS)
+def test_protocol_only_process_samples_its_exact_law(name: str) -> None:
+    """Per-position schedules: sampled at 4 steps = the exact law of 4 steps, and that
+    law reaches the target as steps grow."""
     tgt = target()
     law = ExactLaw(name, CUSTOM, tgt)
     exact4 = law(4)
-    den = tabulated(tgt, CUSTOM)
-    fn = dd.samplers.SAMPLERS[name]
-    draw = fast_jit(jax.vmap(lambda k: fn(k, den, CUSTOM, (1000, L), steps=4)))
-    x = np.asarray(draw(jax.random.split(jax.random.key(1), N_SAMPLES // 1000))).reshape(-1, L)
-    assert x.max() < K
+    x = _draw(name, CUSTOM, tabulated(tgt, CUSTOM), N_SAMPLES, 4)
     assert testing.total_variation(x, exact4, K) < testing.tv_floor(exact4, N_SAMPLES) + 0.005
     assert law.tv(128) < 0.01
     assert law.tv(2) > 3 * law.tv(128)
 
 
-@pytest.mark.parametrize("name", ["tweedie", "first_hitting", "predictor_corrector"])
+SCHEDULED_LAWS = [c.name for c in dd.samplers.STEPS if c.name in NAMES and meets(SCHEDULED, c)]
+
+
+@pytest.mark.parametrize("name", SCHEDULED_LAWS)
+def test_scheduled_protocol_process_has_its_builtin_twins_law(name: str) -> None:
+    """With one schedule the protocol-only process is Masking(LogLinear): the exact
+    3-step laws agree to float precision."""
+    tgt = target()
+    ours, builtin = ExactLaw(name, SCHEDULED, tgt)(3), ExactLaw(name, BUILTIN, tgt)(3)
+    np.testing.assert_allclose(ours, builtin, atol=2e-5)
+
+
+def test_scheduled_protocol_process_runs_the_schedule_samplers() -> None:
+    """first_hitting at L steps is exact; remdm, confidence and pc_sampler draw the law
+    they draw on the built-in twin (two-sample TV within the Monte Carlo floor)."""
+    tgt = target()
+    n = 20_000
+    x = _draw("first_hitting", SCHEDULED, tabulated(tgt, SCHEDULED), n, L)
+    assert testing.total_variation(x, tgt) < 1.6 * testing.tv_floor(tgt, n) + 0.003
+    for name, options in (("remdm", {"eta": 0.05}), ("confidence", {}), ("pc_sampler", {})):
+        ours = _draw(name, SCHEDULED, tabulated(tgt, SCHEDULED), n, 2, **options)
+        twin = testing.empirical_probs(
+            _draw(name, BUILTIN, tabulated(tgt, BUILTIN), n, 2, **options), K
+        )
+        floor = testing.tv_floor(twin, n)
+        assert testing.total_variation(ours, twin, K) < 2.5 * floor + 0.003, name
+
+
+def test_protocol_only_process_runs_the_steering_samplers() -> None:
+    """smc, svdd and edlm on per-position schedules, against their exact targets."""
+    tgt = target()
+    den = tabulated(tgt, CUSTOM)
+    rewards = 1.5 * np.random.default_rng(0).normal(size=tgt.num_sequences)
+    n, steps = 4000, 8
+    q = ExactLaw("ancestral", CUSTOM, tgt)(steps)
+    tilted_q = steering.tilted_law(q, rewards)
+    value = steering.soft_value(tgt, CUSTOM, rewards)
+    x = _draw("smc", CUSTOM, den, n, steps, log_potential=value, num_particles=16)
+    assert testing.total_variation(x, tilted_q, K) < 1.6 * testing.tv_floor(tilted_q, n) + 0.005
+    # svdd with the exact soft value and many candidates: the tilted law, up to the
+    # proposal's own 8-step bias (exact)
+    want = tgt.tilted(rewards)
+    bias = testing.tv(tilted_q, want.probs)
+    x = _draw("svdd", CUSTOM, den, n, steps, value_fn=value, num_candidates=32, alpha=1.0)
+    assert testing.total_variation(x, want) < 2 * testing.tv_floor(want, n) + bias + 0.01
+    assert testing.total_variation(x, q, K) > 0.1  # and not the untilted law
+    # edlm with the exact log p: two steps reach a dependent target that ancestral misses
+    tgt = testing.random_target(jax.random.key(3), K, L, temperature=0.35)
+    assert ExactLaw("ancestral", CUSTOM, tgt).tv(2) > 0.1
+    den = tabulated(tgt, CUSTOM)
+    x = _draw("edlm", CUSTOM, den, n, 2, log_joint=steering.log_joint(tgt), num_candidates=64)
+    assert testing.total_variation(x, tgt) < 1.6 * testing.tv_floor(tgt, n) + 0.01
+
+
+MISSING = {
+    "tweedie": ({}, "score"),
+    "first_hitting": ({}, "schedule"),
+    "remdm": ({}, "schedule"),
+    "ancestral": ({"plugin": True}, "plugin_posterior_probs"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MISSING))
 def test_missing_capability_is_a_type_error_naming_it(name: str) -> None:
     den = tabulated(target(), CUSTOM)
-    missing = {
-        "tweedie": "score",
-        "first_hitting": "schedule",
-        "predictor_corrector": "forward_rates",
-    }
-    with pytest.raises(TypeError, match=missing[name]):
-        dd.samplers.SAMPLERS[name](jax.random.key(0), den, CUSTOM, (2, L), steps=4)
+    options, missing = MISSING[name]
+    with pytest.raises(TypeError, match=missing):
+        dd.samplers.SAMPLERS[name](jax.random.key(0), den, CUSTOM, (2, L), steps=4, **options)
 
 
 # --------------------------------------------------------------------------
@@ -191,6 +311,59 @@ def test_debug_mode_reports_nan_inside_the_loop() -> None:
     assert "NaN" in str(err.get())
     good = dd.samplers.euler(jax.random.key(0), den, process, (4, L), steps=4, debug=True)
     assert good.shape == (4, L)
+
+
+BAD_OUTPUTS = {
+    "nan": lambda x, t: jnp.full((*x.shape, K), jnp.nan),
+    "-inf": lambda x, t: jnp.full((*x.shape, K), -jnp.inf),
+}
+# all -inf rows become NaN in the renormalisation, the same path after it: two samplers
+BAD_SAMPLERS = {"nan": tuple(dd.samplers.SAMPLERS), "-inf": ("ancestral", "confidence")}
+
+
+@pytest.mark.parametrize("process_name", ["masking", "uniform"])
+def test_non_finite_output_is_visible_without_debug(process_name: str) -> None:
+    """NaN / all -inf rows give the invalid id -1 (not a silent token 0) in every sampler
+    the process runs, without debug mode; check_samples turns that into an error."""
+    process = {"masking": dd.processes.Masking(K), "uniform": dd.processes.Uniform(K)}[process_name]
+    for kind, bad in BAD_OUTPUTS.items():
+        for name in BAD_SAMPLERS[kind]:
+            if process_name == "uniform" and name in dd.samplers.MASKING_ONLY:
+                continue
+            fn = dd.samplers.SAMPLERS[name]
+            run = fast_jit(lambda k, fn=fn, bad=bad: fn(k, bad, process, (4, L), steps=3))
+            x = np.asarray(run(jax.random.key(0)))
+            assert (x == -1).all(), (kind, name, x)
+            with pytest.raises(ValueError, match="invalid id -1"):
+                dd.samplers.check_samples(x)
+    good = np.asarray(dd.samplers.ancestral(jax.random.key(0), tabulated(target(), process),
+                                            process, (4, L), steps=3))  # fmt: skip
+    np.testing.assert_array_equal(dd.samplers.check_samples(good, K), good)
+
+
+def test_traced_non_positive_temperature_gives_invalid_ids() -> None:
+    process = dd.processes.Masking(K)
+    den = tabulated(target(), process)
+    run = fast_jit(
+        lambda temp: dd.samplers.ancestral(
+            jax.random.key(0), den, process, (64, L), steps=4, temperature=temp
+        )
+    )
+    assert (np.asarray(run(jnp.float32(-0.5))) == -1).all()
+    assert (np.asarray(run(jnp.float32(0.0))) == -1).all()
+    ok = np.asarray(run(jnp.float32(0.5)))
+    assert ok.min() >= 0 and ok.max() < K
+
+
+def test_categorical_marks_rows_that_are_not_distributions() -> None:
+    logits = jnp.array([[0.0, -jnp.inf, 1.0], [jnp.nan, 0.0, 0.0], [-jnp.inf] * 3])
+    x = np.asarray(dd.samplers.categorical(jax.random.key(0), logits))
+    assert x[0] in (0, 2) and x[1] == -1 and x[2] == -1
+    wide = jnp.zeros((3, 4096)).at[1, 7].set(jnp.nan).at[2].set(-jnp.inf)
+    two = np.asarray(dd.random.draw_two_stage(jax.random.key(0), wide))
+    assert 0 <= two[0] < 4096 and two[1] == -1 and two[2] == -1
+    mode = np.asarray(dd.random.draw_tokens(jax.random.key(0), logits, argmax=True))
+    np.testing.assert_array_equal(mode, [2, -1, -1])
 
 
 # --------------------------------------------------------------------------

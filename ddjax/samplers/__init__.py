@@ -15,7 +15,7 @@ from ddjax.samplers.autoregressive import autoregressive  # not a step class: ca
 from ddjax.samplers.block_diffusion import BlockDenoiser, block_diffusion  # runs a step per block
 from ddjax.samplers.confidence import Confidence, confidence
 from ddjax.samplers.ddpd import DDPD, ddpd
-from ddjax.samplers.driver import count_calls
+from ddjax.samplers.driver import check_samples, count_calls
 from ddjax.samplers.edlm import Edlm, edlm
 from ddjax.samplers.euler import Euler, euler
 from ddjax.samplers.first_hitting import FirstHitting, first_hitting
@@ -96,6 +96,7 @@ __all__ = [
     "BlockDenoiser",
     "autoregressive",
     "count_calls",
+    "check_samples",
     "pc_sampler",
     *(c.__name__ for c in STEPS),
     # posterior / planned samplers with their own call shapes (not in STEPS)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from ddjax._struct import check
+from ddjax.processes import require
 from ddjax.random import draw_from_probs
 from ddjax.samplers import driver, masking
 
@@ -33,7 +34,8 @@ class Ancestral(driver.PositionLaw):
 
     Options:
       time_independent: the denoiser ignores t (RADD): reuse its output when x is unchanged.
-      plugin: the papers' plug-in posterior (D3PM / UDLM) instead of the mixture.
+      plugin: the papers' plug-in posterior (D3PM / UDLM) instead of the mixture; needs the
+        process capability ``plugin_posterior_probs``.
       draw_capacity: masking fast path: rows gathered per step for the token draws
         (:func:`ddjax.samplers.masking.draw_at`); None picks one for large vocabularies.
       gumbel_bits: resolution of the categorical draws: 32, 64, or "float32" to
@@ -53,6 +55,8 @@ class Ancestral(driver.PositionLaw):
     )
 
     def validate(self, process: Any, shape: tuple[int, int], steps: int | None) -> None:
+        if self.plugin:
+            require(process, "plugin_posterior_probs", "ancestral(plugin=True)")
         masking.check_capacity(self.draw_capacity)
         check(
             self.gumbel_bits in (32, 64, "float32"),
@@ -80,7 +84,9 @@ class Ancestral(driver.PositionLaw):
         if self._own_posterior(ctx):
             return ctx.raw.posterior_probs(ctx.process, x, s, t)
         x0 = jnp.exp(ctx.rows(log_probs))
-        return ctx.process.posterior_probs(x, x0, s, t, plugin=self.plugin)
+        if self.plugin:
+            return ctx.process.plugin_posterior_probs(x, x0, s, t)
+        return ctx.process.posterior_probs(x, x0, s, t)
 
     def transition_matrix(
         self, ctx: driver.Context, states: Array, t: Array, s: Array, last: bool = False

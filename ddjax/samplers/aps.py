@@ -44,7 +44,8 @@ from ddjax._struct import check, concrete
 from ddjax.arrays import take_last
 from ddjax.random import draw_tokens
 from ddjax.samplers import driver
-from ddjax.samplers.pc_sampler import decode_counts, network_time, top_ranked
+from ddjax.samplers.masking import top_ranked
+from ddjax.samplers.pc_sampler import decode_counts, network_time
 
 __all__ = ["APS", "aps", "guided_log_probs"]
 

@@ -15,6 +15,7 @@ from ddjax._struct import check
 from ddjax.arrays import take_last
 from ddjax.random import draw_tokens, gumbel
 from ddjax.samplers import driver
+from ddjax.samplers.masking import top_ranked
 
 __all__ = ["Confidence", "confidence"]
 
@@ -115,16 +116,13 @@ class Confidence(driver.Step):
         score = take_last(log_probs, tokens)
         ratio = (i + 1).astype(jnp.float32) / steps
         score = score + self.noise_scale * (1.0 - ratio) * gumbel(k_noise, x.shape)
-        score = jnp.where(masked, score, -jnp.inf)
         # masked count after this step; the small slack keeps exact integers exact
         target = jnp.floor(n_free * jnp.cos(0.5 * math.pi * ratio) + 1e-3).astype(jnp.int32)
         if last:
             target = jnp.zeros_like(target)
         n_next = jnp.clip(jnp.minimum(n_masked - 1, target), 0)
         n_decode = n_masked - n_next
-        order = jnp.argsort(-score, axis=-1, stable=True)
-        rank = jnp.argsort(order, axis=-1)
-        decode = masked & (rank < n_decode[:, None])
+        decode = top_ranked(score, masked, n_decode)
         return jnp.where(decode, tokens, x), i + 1
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "auto_capacity",
     "max_decoded",
     "count_calls",
+    "check_samples",
 ]
 
 # The options every sampler takes, with their defaults.
@@ -89,7 +90,10 @@ _COMMON_DOC = """
       debug: check the denoiser's output for NaN / +inf inside the loop with checkify
         (outside ``jax.jit``; under jit wrap the call in ``checkify.checkify``).
     Returns:
-      int32[B, L] samples (and the trajectory with ``return_trajectory``).
+      int32[B, L] samples (and the trajectory with ``return_trajectory``). A position
+      drawn from a row that is not a distribution (the denoiser returned NaN or -inf
+      everywhere, or a traced temperature was <= 0) holds -1 (``ddjax.random.INVALID``):
+      ``dd.samplers.check_samples`` raises on it, ``debug=True`` names the step.
 """
 
 
@@ -577,3 +581,26 @@ def max_decoded(process: Any, steps: int, t_max: Any, length: int, per_step: Cal
         grid = np.linspace(float(concrete(t_max)), 0.0, steps + 1).astype(np.float32)
         probs = np.asarray(per_step(jnp.asarray(grid[:-1]), jnp.asarray(grid[1:])))
     return float(np.max(probs)) * length
+
+
+def check_samples(x: Any, vocab_size: int | None = None) -> np.ndarray:
+    """Host-side check of sampler output: raises ValueError on invalid ids.
+
+    Samplers never sync inside their loop; a row that was not a distribution shows as
+    -1 (:data:`ddjax.random.INVALID`) in the output instead. Call this on the result
+    (it reads it on the host) to turn that into an error. ``vocab_size`` also rejects
+    ids >= K (e.g. a mask left in place). Returns ``x`` as an int32 NumPy array.
+    """
+    arr = np.asarray(x)
+    bad = arr < 0
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} of {arr.size} sampled positions hold the invalid id -1: the "
+            "denoiser returned NaN or -inf for every token there (or a traced temperature "
+            "was <= 0); rerun the sampler with debug=True to find the step"
+        )
+    if vocab_size is not None and arr.size and int(arr.max()) >= vocab_size:
+        raise ValueError(
+            f"sampled ids reach {int(arr.max())}, outside the data tokens 0..{vocab_size - 1}"
+        )
+    return arr.astype(np.int32)

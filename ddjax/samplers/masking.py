@@ -33,6 +33,7 @@ __all__ = [
     "has_fast_path",
     "step_capacity",
     "posterior_update",
+    "top_ranked",
 ]
 
 
@@ -193,3 +194,17 @@ def posterior_update(
         capacity=step_capacity(ctx, capacity), argmax=last and ctx.argmax,
         transform=ctx.rows, bits=bits,
     )[0]  # fmt: skip
+
+
+def top_ranked(score: Array, eligible: Array, count: Array) -> Array:
+    """bool[B, L]: the ``count`` [B] highest-scored ``eligible`` positions (ties: lower index).
+
+    A NaN score (from a denoiser row that is not a distribution) ranks first, so its
+    position is decoded to the invalid id and shows in the output instead of staying
+    masked behind the ordering.
+    """
+    score = jnp.where(jnp.isnan(score), jnp.inf, score)
+    score = jnp.where(eligible, score, -jnp.inf)
+    order = jnp.argsort(-score, axis=-1, stable=True)
+    rank = jnp.argsort(order, axis=-1)
+    return eligible & (rank < count[:, None])

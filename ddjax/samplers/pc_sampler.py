@@ -35,8 +35,9 @@ from ddjax._struct import check, concrete
 from ddjax.arrays import take_last
 from ddjax.random import draw_tokens
 from ddjax.samplers import driver
+from ddjax.samplers.masking import top_ranked
 
-__all__ = ["PCSampler", "pc_sampler", "decode_counts", "network_time", "top_ranked"]
+__all__ = ["PCSampler", "pc_sampler", "decode_counts", "network_time"]
 
 
 def decode_counts(ctx: driver.Context, x: Array, i: Array, last: bool) -> tuple[Array, Array]:
@@ -63,14 +64,6 @@ def network_time(ctx: driver.Context, x: Array) -> Array:
     n_free = jnp.full((b,), length) if ctx.fixed is None else (ctx.fixed < 0).sum(-1)
     frac = (x == ctx.process.mask_id).sum(-1) / jnp.maximum(n_free, 1).astype(jnp.float32)
     return jnp.clip(ctx.process.schedule.t_of_alpha(1.0 - frac), 0.0, 1.0).astype(jnp.float32)
-
-
-def top_ranked(score: Array, eligible: Array, count: Array) -> Array:
-    """bool[B, L]: the ``count`` [B] highest-scored ``eligible`` positions (ties: lower index)."""
-    score = jnp.where(eligible, score, -jnp.inf)
-    order = jnp.argsort(-score, axis=-1, stable=True)
-    rank = jnp.argsort(order, axis=-1)
-    return eligible & (rank < count[:, None])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,8 +61,13 @@ def normalise_rows(log_probs: Array) -> Array:
 
 
 def temperature_rows(log_probs: Array, value: Any) -> Array:
-    """softmax(log p / value): float32[..., K]; ``value`` may be traced."""
-    return jax.nn.log_softmax(log_probs / value, axis=-1)
+    """softmax(log p / value): float32[..., K]; ``value`` may be traced.
+
+    A traced value <= 0 gives NaN rows, which every draw turns into the invalid id -1
+    (:data:`ddjax.random.INVALID`) instead of sampling a flipped law.
+    """
+    scaled = jnp.where(value > 0, log_probs / value, jnp.nan)
+    return jax.nn.log_softmax(scaled, axis=-1)
 
 
 def top_k_rows(log_probs: Array, k: int) -> Array:
