@@ -79,6 +79,12 @@ def evaluate_nelbo(
         nats = step(params, training.put_batch(batch, exp.mesh), jax.random.fold_in(key, i))
         total.append(gather(nats))
     nats = np.concatenate(total)[:n]
+    bad = ~np.isfinite(nats)
+    if bad.any():
+        raise training.NonFiniteError(
+            f"the validation NELBO is not finite for {int(bad.sum())} of {n} sequences: the "
+            "model's output holds NaN or inf"
+        )
     per_pos = float(nats.sum() / (n * exp.data.seq_len))
     bits = nats / (exp.data.seq_len * math.log(2.0))
     return {

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ddjax import samplers, training
 from experiments.common import ConfigError, make_workdir, say
 from experiments.model import Experiment, eval_params, restore_for_inference
 
@@ -154,7 +155,11 @@ def generate(exp: Experiment, params: Any, num: int, seed: int) -> np.ndarray:
     process (see :func:`generate_global` for how the rows are split)."""
     from experiments.evaluation import gather
 
-    return gather(generate_global(exp, params, num, seed))
+    x = gather(generate_global(exp, params, num, seed))
+    try:  # the samplers mark rows that were not distributions with -1, without a sync
+        return samplers.check_samples(x)
+    except ValueError as e:
+        raise training.NonFiniteError(f"sampling failed: {e}") from None
 
 
 def generate_global(exp: Experiment, params: Any, num: int, seed: int) -> jax.Array:

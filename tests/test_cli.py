@@ -616,3 +616,21 @@ def test_sample_mode_does_not_repeat_the_training_samples(trained_run, capsys):
     second = work / "samples_step2_ancestral_seed4.txt"
     assert "note: sampling with seed 4, not sample.seed=2" in capsys.readouterr().out
     assert second.read_text() not in (train_text, first.read_text())
+
+
+def test_sample_and_eval_paths_reject_a_model_that_outputs_nan(smoke_exp):
+    """The CLI's sample and eval paths check what the samplers and the loss return: NaN
+    parameters are a NonFiniteError naming the problem, not all-zero samples."""
+    import jax
+    import numpy as np
+
+    from ddjax import training
+    from experiments import evaluation, sampling
+
+    bad = jax.tree.map(lambda p: np.full_like(p, np.nan), smoke_exp.params)
+    with pytest.raises(training.NonFiniteError, match="invalid id -1"):
+        sampling.generate(smoke_exp, bad, 2, seed=0)
+    with pytest.raises(training.NonFiniteError, match="not finite"):
+        evaluation.evaluate_nelbo(smoke_exp, bad, max_batches=1)
+    good = sampling.generate(smoke_exp, smoke_exp.params, 2, seed=0)
+    assert good.min() >= 0 and good.max() < smoke_exp.objective.process.vocab_size
