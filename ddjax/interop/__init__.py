@@ -14,29 +14,27 @@ ddjax runs in the references' own evaluation code.
 >>> mdlm = dd.interop.load_mdlm("mdlm-owt")                 # doctest: +SKIP
 >>> x = dd.samplers.remdm(key, mdlm.denoiser, mdlm.process, (4, 1024), steps=1024)  # doctest: +SKIP
 
-The architecture differences of the references are :class:`ddjax.models.DiT` options
-(``cond_dim``, ``time_scale``, ``norm``, ``norm_eps``, ``adaln``, ``positions``,
-``attention_bias``, ``tie_embeddings``, ``readout_bias``, ``bos_shift``,
-``scale_by_sigma``, ``zero_at_input``); the loaders only map weights.
+The references' shared network is a :class:`ddjax.models.DiT` configured by
+:data:`REFERENCE_DIT_OPTIONS` (``cond_dim``, ``time_scale``, ``norm``, ``norm_eps``;
+``block_size`` for BD3-LM), GPT-2 a ``CausalTransformer`` with :data:`GPT2_OPTIONS`;
+what a reference does with its network's output (MDLM's SUBS, SEDD's log-score scaling,
+Duo's log-softmax) is in its loader's ``apply``.
+
+Modules, one per family: :mod:`~ddjax.interop.mdlm`, :mod:`~ddjax.interop.sedd`,
+:mod:`~ddjax.interop.duo`, :mod:`~ddjax.interop.bd3lm` (all on the shared DiT layout of
+:mod:`~ddjax.interop.dit_weights`) and :mod:`~ddjax.interop.gpt2`; reading and writing
+in :mod:`~ddjax.interop.checkpoint`, torch pickles without torch in
+:mod:`~ddjax.interop.torch_pickle`.
 """
 
-from ddjax.interop._checkpoint import CheckpointError, read_config, read_state_dict
-from ddjax.interop._diffusion import (
-    REFERENCE_DIT_OPTIONS,
-    Pretrained,
-    load_bd3lm,
-    load_duo,
-    load_mdlm,
-    load_sedd,
-    mdlm_subs,
-    reference_dit,
-    save_bd3lm,
-    save_duo,
-    save_mdlm,
-    save_sedd,
-)
-from ddjax.interop._gpt2 import GPT2_OPTIONS, gpt2_model, gpt2_tokenizer, load_gpt2, save_gpt2
-from ddjax.interop._torch_pickle import Opaque, read_torch_zip
+from ddjax.interop.bd3lm import load_bd3lm, save_bd3lm
+from ddjax.interop.checkpoint import CheckpointError, Pretrained, read_config, read_state_dict
+from ddjax.interop.dit_weights import REFERENCE_DIT_OPTIONS, reference_dit
+from ddjax.interop.duo import load_duo, save_duo
+from ddjax.interop.gpt2 import GPT2_OPTIONS, gpt2_model, gpt2_tokenizer, load_gpt2, save_gpt2
+from ddjax.interop.mdlm import load_mdlm, mdlm_subs, save_mdlm
+from ddjax.interop.sedd import load_sedd, save_sedd, sedd_log_score
+from ddjax.interop.torch_pickle import Opaque, read_torch_zip
 
 __all__ = [
     "CheckpointError",
@@ -50,6 +48,7 @@ __all__ = [
     "reference_dit",
     "gpt2_model",
     "mdlm_subs",
+    "sedd_log_score",
     "load_mdlm",
     "load_sedd",
     "load_duo",

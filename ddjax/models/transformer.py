@@ -277,10 +277,6 @@ class DiT(nnx.Module):
       bos_shift: in causal mode, shift the inputs right behind a learned BOS vector (the
         default, None, means ``causal``). False gives GPT-2's convention: the logits at
         position i predict token i + 1 from tokens <= i.
-      scale_by_sigma: SEDD's log-score scaling: read the time input ``t`` as the total
-        noise sigma and subtract ``log(e^sigma - 1) + log(out_size - 1)`` from the outputs.
-      zero_at_input: set the output at each position's input token to 0 (SEDD: the
-        log-score of staying put, log 1).
       block_size: block-causal attention (BD3-LM): position i attends to every position
         of its own block and of earlier blocks (blocks of ``block_size`` consecutive
         positions). ``__call__(x_t, t, x0=x0)`` runs BD3-LM's training pass over the
@@ -318,15 +314,11 @@ class DiT(nnx.Module):
         tie_embeddings: bool = False,
         readout_bias: bool = True,
         bos_shift: bool | None = None,
-        scale_by_sigma: bool = False,
-        zero_at_input: bool = False,
         block_size: int | None = None,
         rngs: nnx.Rngs,
     ) -> None:
         if block_size is not None and (block_size < 1 or causal):
             raise ValueError(f"block_size must be >= 1 on a non-causal DiT, got {block_size}")
-        if scale_by_sigma and not time_conditioning:
-            raise ValueError("scale_by_sigma reads t as sigma: it needs time_conditioning=True")
         if norm not in ("plain", "scale", "affine"):
             raise ValueError(f"norm must be 'plain', 'scale' or 'affine', got {norm!r}")
         if positions not in ("rotary", "learned"):
@@ -357,8 +349,6 @@ class DiT(nnx.Module):
         self.positions = positions
         self.tie_embeddings = tie_embeddings
         self.bos_shift = causal if bos_shift is None else bos_shift
-        self.scale_by_sigma = scale_by_sigma
-        self.zero_at_input = zero_at_input
         self.block_size = block_size
         if self.bos_shift and not causal:
             raise ValueError("bos_shift=True needs causal=True")
@@ -509,12 +499,11 @@ class DiT(nnx.Module):
                 h = block(h, c, cos, sin, key, mask)
         if x0 is not None:
             h = h[:, :l]
-        return self._head(h, c, x, t, return_features)
+        return self._head(h, c, return_features)
 
-    def _head(self, h: Array, c: Array | None, x: Array, t: Any, return_features: bool) -> Array:
+    def _head(self, h: Array, c: Array | None, return_features: bool) -> Array:
         """Final norm, modulation and readout: h float32[B, L, width] -> [B, L, out_size]
-        (or the features), with SEDD's output scaling where configured."""
-        b = x.shape[0]
+        (or the features)."""
         h = layer_norm(h, self.norm_eps) if self.final_norm is None else self.final_norm(h)
         if self.final_modulation is not None:
             shift, scale = self.final_modulation(c)
@@ -529,12 +518,6 @@ class DiT(nnx.Module):
             if self.readout_bias is not None:
                 out = out + self.readout_bias[...]
             out = out.astype(jnp.float32)
-        if self.scale_by_sigma:
-            sigma = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (b,))
-            esigm1 = jnp.where(sigma < 0.5, jnp.expm1(sigma), jnp.exp(sigma) - 1.0)
-            out = out - jnp.log(esigm1)[:, None, None] - jnp.log(out.shape[-1] - 1.0)
-        if self.zero_at_input:
-            out = jnp.where(jax.nn.one_hot(x, out.shape[-1], dtype=bool), 0.0, out)
         return out
 
     def init_cache(self, batch: int) -> list[tuple[Array, Array]]:
@@ -589,7 +572,7 @@ class DiT(nnx.Module):
         for block, (k_buf, v_buf) in zip(self.blocks, cache, strict=True):
             h, kv = block(h, c, cos, sin, None, None, (k_buf, v_buf, offset, write))
             new_cache.append(kv)
-        return self._head(h, c, x_block, t, False), new_cache
+        return self._head(h, c, False), new_cache
 
     def cached_step(
         self,
@@ -636,7 +619,7 @@ class DiT(nnx.Module):
         for block, (k_buf, v_buf) in zip(self.blocks, cache, strict=True):
             h, kv = block(h, c, cos, sin, None, None, (k_buf, v_buf, position))
             new_cache.append(kv)
-        return self._head(h, c, token, None, False)[:, 0], new_cache
+        return self._head(h, c, False)[:, 0], new_cache
 
 
 def _block_causal_mask(length: int, block_size: int) -> Array:

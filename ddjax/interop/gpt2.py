@@ -21,9 +21,10 @@ from flax import nnx
 from jax import Array
 from jax.typing import ArrayLike
 
-from ddjax.interop._checkpoint import (
+from ddjax.interop.checkpoint import (
     CheckpointError,
     Entry,
+    Pretrained,
     assign,
     check_config,
     extract,
@@ -33,7 +34,6 @@ from ddjax.interop._checkpoint import (
     strip_prefix,
     write_checkpoint,
 )
-from ddjax.interop._diffusion import Pretrained
 from ddjax.models import CausalTransformer
 
 __all__ = ["GPT2_OPTIONS", "gpt2_model", "load_gpt2", "save_gpt2", "gpt2_tokenizer"]

@@ -2,12 +2,13 @@
 
 A checkpoint is read into a flat ``{name: np.ndarray}`` state dict (safetensors through
 ``safetensors.numpy``; ``torch.save`` archives, Lightning ``.ckpt`` included, through the
-restricted reader of :mod:`ddjax.interop._torch_pickle`, which needs no torch and runs no
+restricted reader of :mod:`ddjax.interop.torch_pickle`, which needs no torch and runs no
 pickled code; only ``weights_only=False`` and the pre-1.6 torch format use
 ``torch.load``) and mapped onto an
 ``nnx`` module by a list of :class:`Entry` rows (reference name, module path, transpose).
 Every reference name must be used and every module parameter filled, with the shapes
-the row implies; anything else is an error that names the key.
+the row implies; anything else is an error that names the key. A loaded checkpoint is a
+:class:`Pretrained`, whichever family it comes from.
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax import Array
 
-from ddjax.interop._torch_pickle import Opaque, TorchPickleError, is_torch_zip, read_torch_zip
+from ddjax import processes
+from ddjax.interop.torch_pickle import Opaque, TorchPickleError, is_torch_zip, read_torch_zip
 
 __all__ = [
     "CheckpointError",
     "Entry",
+    "Pretrained",
+    "config_get",
+    "config_require",
     "read_state_dict",
     "read_config",
     "config_value",
@@ -36,6 +42,8 @@ __all__ = [
     "write_checkpoint",
     "assign",
     "extract",
+    "matmul_precision",
+    "strip_prefix",
 ]
 
 _SAFETENSORS = ("model.safetensors",)
@@ -45,6 +53,30 @@ _TORCH_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt")
 
 class CheckpointError(ValueError):
     """A checkpoint that does not match the architecture: the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Pretrained:
+    """A published checkpoint loaded into ddjax.
+
+    Attributes:
+      model: the ddjax network (:class:`ddjax.models.DiT` or ``CausalTransformer``).
+      process: the forward process with the checkpoint's schedule (None for GPT-2).
+      apply: ``(x_t int32[B, L], t float32[B]) -> float32[B, L, V]``, exactly what the
+        reference network returns (see each loader); for GPT-2 ``t`` is ignored and the
+        output is the logits; BD3-LM's also takes ``x0=`` (its training pass).
+      denoiser: ``(x_t, t) -> float32[B, L, K]`` log p(x0 | x_t), the ddjax contract
+        (None for GPT-2).
+      kind: 'mdlm', 'sedd', 'duo', 'bd3lm' or 'gpt2'.
+      config: the checkpoint's configuration as read (config.json).
+    """
+
+    model: nnx.Module
+    process: processes.Process | None
+    apply: Callable[..., Array]
+    denoiser: Callable[[Array, Array], Array] | None
+    kind: str
+    config: Mapping[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +247,31 @@ def config_value(cfg: Mapping[str, Any], *keys: str) -> tuple[str | None, Any]:
             if node is not None:
                 return key, node
     return None, None
+
+
+def config_get(cfg: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
+    """The value of the first of ``keys`` (dotted paths) present in ``cfg`` (None kept), or
+    ``default`` when none is."""
+    for key in keys:
+        node: Any = cfg
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                break
+            node = node[part]
+        else:
+            return node
+    return default
+
+
+def config_require(cfg: Mapping[str, Any], path: pathlib.Path, *keys: str) -> Any:
+    """:func:`config_get` of a field the architecture needs; raises CheckpointError if absent."""
+    value = config_get(cfg, *keys)
+    if value is None:
+        raise CheckpointError(
+            f"config.json of {path} has none of {', '.join(map(repr, keys))} "
+            "(needed for the architecture); pass it as a keyword"
+        )
+    return value
 
 
 def check_config(
