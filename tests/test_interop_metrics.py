@@ -115,6 +115,7 @@ def test_mauve_import_error() -> None:
         pytest.skip("mauve-text is installed")
 
 
+@pytest.mark.slow  # the script end to end (~20 s); its BD3-LM path stays in the default tier
 def test_owt_genppl_quick(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "experiments.tables.owt_genppl", "--quick", f"--out={out}"]

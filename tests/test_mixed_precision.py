@@ -49,6 +49,7 @@ def curves():
     return _losses("float32"), _losses("bfloat16")
 
 
+@pytest.mark.slow  # 2 x 50 training steps; the policy itself is checked below by default
 def test_bf16_loss_curve_tracks_float32_over_50_steps(curves):
     (f32, _, _), (bf16, state, _) = curves
     assert np.all(np.isfinite(bf16))
@@ -68,8 +69,14 @@ def test_bf16_loss_curve_tracks_float32_over_50_steps(curves):
             assert leaf.dtype == jnp.float32
 
 
-def test_bf16_policy_matmuls_in_bf16_logits_and_loss_in_float32(curves):
-    _, (_, state, exp) = curves
+def test_bf16_policy_matmuls_in_bf16_logits_and_loss_in_float32():
+    from experiments import model
+
+    exp = _experiment("bfloat16")
+    state, _ = model.make_state(exp)
+    for leaf in jax.tree.leaves((state.params, state.opt_state, state.ema_params)):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            assert leaf.dtype == jnp.float32  # master weights and optimiser state
     x = jnp.zeros((2, exp.data.seq_len), jnp.int32)
     t = jnp.full((2,), 0.5)
     logits = exp.apply_fn(state.params, x, t, None)

@@ -494,7 +494,8 @@ SHARD_SCRIPT = textwrap.dedent(
 
 def test_samplers_run_under_shard_map() -> None:
     """Every sampler under jax.shard_map with its default checks, 4 CPU devices."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env = {**os.environ, "XLA_FLAGS": flags}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
         [sys.executable, "-c", SHARD_SCRIPT], env=env, capture_output=True, text=True, timeout=600

@@ -17,6 +17,7 @@ def _run(module: str, tmp_path: Path, *extra: str) -> str:
     return out
 
 
+@pytest.mark.slow  # 20+ s; the exact-toy reading is checked by default (below)
 def test_exact_toy_quick(tmp_path):
     out = _run("experiments.tables.exact_toy", tmp_path)
     text = (out / "exact_toy.md").read_text()
@@ -33,7 +34,7 @@ def test_posterior_oracle_quick(tmp_path):
     assert (out / "posterior_oracle.csv").exists()
 
 
-@pytest.mark.slow  # 15-25 s; the exact-toy table's --quick run stays in the default tier
+@pytest.mark.slow  # 15-25 s
 def test_gumbel_precision_quick(tmp_path):
     out = _run("experiments.tables.gumbel_precision", tmp_path)
     text = (out / "gumbel_precision.md").read_text()

@@ -42,7 +42,9 @@ def _free_port():
 def _env(**extra):
     env = dict(os.environ)
     env["JAX_PLATFORMS"] = "cpu"
-    env.pop("XLA_FLAGS", None)
+    # conftest's fast-compile flag, plus the device count a test asks for
+    flags = os.environ.get("XLA_FLAGS", "") + " " + extra.pop("XLA_FLAGS", "")
+    env["XLA_FLAGS"] = flags.strip()
     env.update(extra)
     return env
 
