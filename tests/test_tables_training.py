@@ -40,7 +40,7 @@ def _check_quick(tmp_path, module: str, table: str, rows: str | None) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "module, table", [LIKELIHOOD[:2], QUICK[0][:2]], ids=["likelihood", "digits"]
+    "module, table", [LIKELIHOOD[:2], SLOW_QUICK[0][:2]], ids=["likelihood", "digits"]
 )
 def test_training_table_quick_every_row(tmp_path, module, table):
     out = _run(module, tmp_path, f"--runs={tmp_path / 'runs'}")
