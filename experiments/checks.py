@@ -16,8 +16,6 @@ import jax
 from experiments.common import ConfigError
 
 MODEL_NAMES = ("dit", "ar", "unet")
-PROCESS_NAMES = ("none", "masking", "uniform", "d3pm_absorbing", "d3pm_uniform", "d3pm_gaussian")
-SCHEDULES = ("loglinear", "linear", "cosine", "polynomial", "geometric")
 DTYPES = ("float32", "bfloat16", "float16")
 TEXT_MODES = ("text8", "raw", "gpt2")
 
@@ -40,7 +38,7 @@ def _positive(cfg: Any, *keys: str, zero_ok: bool = False) -> None:
 
 def check_config(cfg: Any) -> None:
     """Raises ConfigError for the first config value that cannot work (see module doc)."""
-    from ddjax.training import LOSSES
+    from experiments import components
     from experiments.data import IMAGE_DATASETS, TEXT_DATASETS
 
     d = cfg.data
@@ -65,10 +63,11 @@ def check_config(cfg: Any) -> None:
                 f"model.width={cfg.model.width} must be divisible by "
                 f"model.num_heads={cfg.model.num_heads}"
             )
-    _choice("process.name", cfg.process.name, PROCESS_NAMES)
-    if cfg.process.name in ("masking", "uniform"):
-        _choice("process.schedule", cfg.process.schedule, SCHEDULES)
-    _choice("loss.name", cfg.loss.name, LOSSES)
+    # a table name or a user's import path (experiments.components), resolved here
+    components.process_builder(cfg)
+    if cfg.process.name in components.CONTINUOUS_PROCESSES:
+        _choice("process.schedule", cfg.process.schedule, tuple(components.SCHEDULES))
+    components.make_loss(cfg)
     if (cfg.loss.name == "ar") != (cfg.process.name == "none"):
         raise ConfigError("loss.name='ar' goes with process.name='none' and only with it")
     if (cfg.loss.name == "ar") != (cfg.model.name == "ar"):
@@ -143,6 +142,8 @@ def _check_sample_blocks(cfg: Any) -> None:
 
 def _check_blocks(cfg: Any) -> None:
     """loss.block_size (block_masked_elbo, BD3-LM) and the clipped schedule's range."""
+    from experiments import components
+
     loss = cfg.loss
     bs = loss.block_size
     if not isinstance(bs, int) or isinstance(bs, bool) or bs < 0:
@@ -155,7 +156,7 @@ def _check_blocks(cfg: Any) -> None:
             raise ConfigError(
                 f"loss.block_size={bs} must divide data.seq_len={seq_len} (whole blocks)"
             )
-        if cfg.process.name != "masking":
+        if cfg.process.name != "masking" and not components.is_import_path(cfg.process.name):
             raise ConfigError(
                 f"loss.name='block_masked_elbo' needs process.name='masking', got "
                 f"{cfg.process.name!r}"
@@ -182,10 +183,13 @@ def _check_blocks(cfg: Any) -> None:
         raise ConfigError(
             f"loss.mask_rate_min={lo}, loss.mask_rate_max={hi}: need 0 <= min < max <= 1"
         )
+    # a user's process (an import path) is checked when the objective is built
+    name = cfg.process.name
+    continuous = name in components.CONTINUOUS_PROCESSES or components.is_import_path(name)
     if (float(lo), float(hi)) != (0.0, 1.0) and (
-        cfg.process.name not in ("masking", "uniform") or cfg.loss.name == "any_order_nll"
+        not continuous or cfg.loss.name == "any_order_nll"
     ):
         raise ConfigError(
             "loss.mask_rate_min/max (the clipped schedule) needs a continuous-time process "
-            "(masking | uniform) and a loss that draws times"
+            f"({' | '.join(components.CONTINUOUS_PROCESSES)}) and a loss that draws times"
         )

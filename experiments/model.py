@@ -10,11 +10,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import jax.numpy as jnp
 from jax import Array
 
 from ddjax import training
 from ddjax.training import Objective
-from experiments.common import say
+from experiments import components
+from experiments.common import ConfigError, say
 from experiments.data import Data, load_data
 
 
@@ -69,40 +71,132 @@ def make_apply_fn(graphdef: Any, cfg: Any, image_shape: tuple[int, ...] | None) 
 def build(cfg: Any, *, mesh: Any = None, data: Data | None = None) -> Experiment:
     """Data, process, model, objective and mesh from ``cfg``.
 
-    ``data`` replaces :func:`experiments.data.load_data` (e.g. synthetic tokens).
+    ``data`` replaces :func:`experiments.data.load_data` (e.g. synthetic tokens). The
+    loss and the process come from :mod:`experiments.components` (a table name or a
+    user's import path); a loss the process cannot serve is a ConfigError.
     """
     from ddjax import models
 
     data = load_data(cfg) if data is None else data
-    process = training.make_process(cfg.process, data.vocab_size)
+    loss = components.make_loss(cfg)
+    process = components.make_process(cfg, data)
     if (cfg.loss.name == "ar") != (process is None):
         raise ValueError("loss.name='ar' goes with process.name='none' and only with it")
     if (cfg.loss.name == "ar") != (cfg.model.name == "ar"):
         raise ValueError("loss.name='ar' needs model.name='ar' (and the 'ar' model needs it)")
     in_vocab = data.vocab_size if process is None else process.num_states
-    out = training.output_size(cfg.loss.name, process, data.vocab_size)
-    block = cfg.loss.name == "block_masked_elbo"
+    out = loss.output_size(process, data.vocab_size)
     model_cfg = cfg.model
-    if block:  # the loss's blocks are the model's attention blocks
+    if loss.blocks:  # the loss's blocks are the model's attention blocks
         model_cfg = {**cfg.model.to_dict(), "block_size": int(cfg.loss.block_size)}
-    model = models.build(model_cfg, in_vocab, out, seed=int(cfg.seed))
+    model = build_model(model_cfg, in_vocab, out, seed=int(cfg.seed))
     graphdef, params = models.split(model)
     apply_fn = make_apply_fn(graphdef, cfg, data.image_shape)
-    objective = Objective(
-        name=cfg.loss.name,
-        process=process,
-        apply_fn=apply_fn,
-        time_conditioning=bool(cfg.model.time_conditioning),
-        plugin=bool(cfg.loss.plugin),
-        aux_weight=float(cfg.loss.aux_weight),
-        scale_by_sigma=bool(cfg.loss.scale_by_sigma),
-        t_min=float(cfg.loss.t_min),
-        dropout=float(cfg.model.dropout) > 0,
-        block_size=int(cfg.loss.block_size) if block else None,
-        mask_rate=mask_rate(cfg),
-    )
+    try:
+        objective = Objective(
+            loss,
+            process=process,
+            apply_fn=apply_fn,
+            time_conditioning=bool(cfg.model.time_conditioning),
+            plugin=bool(cfg.loss.plugin),
+            aux_weight=float(cfg.loss.aux_weight),
+            scale_by_sigma=bool(cfg.loss.scale_by_sigma),
+            t_min=float(cfg.loss.t_min),
+            dropout=float(cfg.model.dropout) > 0,
+            block_size=int(cfg.loss.block_size) if loss.blocks else None,
+            mask_rate=mask_rate(cfg),
+        )
+    except TypeError as e:  # a capability the loss needs (ddjax.processes.require)
+        raise ConfigError(
+            f"loss.name={cfg.loss.name!r} cannot train process.name={cfg.process.name!r}: {e}"
+        ) from None
     mesh = mesh if mesh is not None else training.make_mesh()
     return Experiment(cfg, data, objective, graphdef, params, apply_fn, mesh)
+
+
+MODEL_NAMES = ("dit", "ar", "unet")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def _get(cfg: Any, key: str, default: Any) -> Any:
+    value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
+    return default if value is None and default is not None else value
+
+
+def build_model(cfg: Any, vocab_size: int, out_size: int, *, seed: int = 0) -> Any:
+    """An initialised ``ddjax.models`` network from the ``model`` config section.
+
+    Args:
+      cfg: an ``ml_collections.ConfigDict`` (or any mapping) with ``name`` in
+        :data:`MODEL_NAMES` and, as needed, ``num_layers``, ``width``, ``num_heads``,
+        ``max_len``, ``time_conditioning``, ``num_classes``, ``dtype`` ('float32' |
+        'bfloat16' | 'float16'), ``dropout``, ``mlp_ratio``, ``remat``,
+        ``attention_implementation`` (transformers: None | 'xla' | 'cudnn'), ``block_size``
+        (DiT: block-causal attention, BD3-LM; None or 0 = full attention) and
+        ``base_channels``, ``channel_mults``, ``in_channels`` (U-Net). Missing optional
+        keys take the class defaults.
+      vocab_size: number of input token ids (include the mask id for masking processes).
+      out_size: logits per position (ignored by 'ar', which predicts ``vocab_size``).
+      seed: initialisation seed.
+
+    Returns:
+      the initialised ``nnx.Module``.
+
+    Raises:
+      ValueError: unknown ``name`` or ``dtype``.
+    """
+    from ddjax import models
+
+    name = _get(cfg, "name", None)
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+    dtype_name = _get(cfg, "dtype", "float32")
+    if dtype_name not in DTYPES:
+        raise ValueError(f"unknown model dtype {dtype_name!r}; valid: {', '.join(DTYPES)}")
+    dtype = DTYPES[dtype_name]
+    num_classes = _get(cfg, "num_classes", None)
+    num_classes = None if num_classes in (None, 0) else int(num_classes)
+    dropout = float(_get(cfg, "dropout", 0.0))
+    if name == "unet":
+        cls: type = models.UNet
+        kwargs: dict[str, Any] = dict(
+            vocab_size=vocab_size,
+            out_size=out_size,
+            base_channels=int(_get(cfg, "base_channels", 32)),
+            channel_mults=tuple(int(m) for m in _get(cfg, "channel_mults", (1, 2))),
+            num_classes=num_classes,
+            time_conditioning=bool(_get(cfg, "time_conditioning", True)),
+            dropout=dropout,
+            dtype=dtype,
+            in_channels=int(_get(cfg, "in_channels", 1)),
+        )
+    else:
+        kwargs = dict(
+            vocab_size=vocab_size,
+            num_layers=int(cfg["num_layers"]),
+            width=int(cfg["width"]),
+            num_heads=int(cfg["num_heads"]),
+            max_len=int(cfg["max_len"]),
+            num_classes=num_classes,
+            mlp_ratio=int(_get(cfg, "mlp_ratio", 4)),
+            dropout=dropout,
+            dtype=dtype,
+            remat=bool(_get(cfg, "remat", False)),
+            attention_implementation=_get(cfg, "attention_implementation", None) or None,
+        )
+        if name == "ar":
+            cls = models.CausalTransformer
+        else:
+            cls = models.DiT
+            kwargs.update(
+                out_size=out_size, time_conditioning=bool(_get(cfg, "time_conditioning", True))
+            )
+            block_size = _get(cfg, "block_size", None)
+            if block_size:  # block-causal attention (BD3-LM); None / 0 = full attention
+                kwargs["block_size"] = int(block_size)
+    # the compiled initialiser is shared by every build of the same architecture
+    cache_key = (cls, tuple(sorted((k, str(v)) for k, v in kwargs.items())))
+    return models.init(lambda rngs: cls(**kwargs, rngs=rngs), seed, cache_key=cache_key)
 
 
 def mask_rate(cfg: Any) -> tuple[float, float] | None:

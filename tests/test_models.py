@@ -246,7 +246,10 @@ def test_unet(unet):
     assert _out(deep, _tokens((1, 32, 32), 4), jnp.zeros(1)) == ((1, 32, 32, 3), jnp.float32)
 
 
-def test_build():
+def test_build_model_from_a_config():
+    """experiments.model.build_model: the config-reading builder (outside the library)."""
+    from experiments.model import build_model
+
     cfg = ml_collections.ConfigDict(
         dict(
             name="dit",
@@ -263,33 +266,33 @@ def test_build():
         )
     )
     x = _tokens((2, 8), 6)
-    dit = models.build(cfg, vocab_size=6, out_size=5)
+    dit = build_model(cfg, vocab_size=6, out_size=5)
     assert isinstance(dit, models.DiT) and dit.dtype == jnp.bfloat16
     assert _Jitted(dit).shape(x, jnp.zeros(2)) == ((2, 8, 5), jnp.float32)
-    same = models.build(cfg, vocab_size=6, out_size=5, seed=0)
-    other = models.build(cfg, vocab_size=6, out_size=5, seed=1)
+    same = build_model(cfg, vocab_size=6, out_size=5, seed=0)
+    other = build_model(cfg, vocab_size=6, out_size=5, seed=1)
     p0, p1, p2 = (jax.tree.leaves(models.split(m)[1]) for m in (dit, same, other))
     assert all(np.array_equal(a, b) for a, b in zip(p0, p1, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(p0, p2, strict=True))
 
     cfg.name = "ar"
-    ar = models.build(cfg, vocab_size=6, out_size=6)
+    ar = build_model(cfg, vocab_size=6, out_size=6)
     assert isinstance(ar, models.CausalTransformer)
     assert _Jitted(ar).shape(x) == ((2, 8, 6), jnp.float32)
     cfg.name = "unet"
     cfg.num_classes = 10
     cfg.dtype = "float32"
-    unet = models.build(cfg, vocab_size=18, out_size=17)
+    unet = build_model(cfg, vocab_size=18, out_size=17)
     assert isinstance(unet, models.UNet)
     shape = _Jitted(unet).shape(_tokens((1, 8, 8), 18), jnp.zeros(1), jnp.array([10]))
     assert shape == ((1, 8, 8, 17), jnp.float32)
 
     cfg.name = "resnet"
     with pytest.raises(ValueError, match="dit, ar, unet"):
-        models.build(cfg, vocab_size=6, out_size=6)
+        build_model(cfg, vocab_size=6, out_size=6)
     cfg.name, cfg.dtype = "dit", "float8"
     with pytest.raises(ValueError, match="float32"):
-        models.build(cfg, vocab_size=6, out_size=6)
+        build_model(cfg, vocab_size=6, out_size=6)
 
 
 def test_unet_colour_channels():

@@ -9,17 +9,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = textwrap.dedent(
     """
-    import jax, jax.numpy as jnp, numpy as np, ml_collections, optax
-    from ddjax import models, training
+    import jax, jax.numpy as jnp, numpy as np, optax
+    from ddjax import models, processes, schedules, training
 
     assert jax.device_count() == 4, jax.devices()
     K, L, B = 6, 8, 8
-    pcfg = ml_collections.ConfigDict(dict(name="masking", schedule="loglinear",
-        schedule_eps=1e-3, schedule_power=1.0, num_steps=10, bandwidth=0))
-    process = training.make_process(pcfg, K)
-    mcfg = ml_collections.ConfigDict(dict(name="dit", num_layers=1, width=16, num_heads=2,
-        max_len=L, time_conditioning=True, num_classes=0, dtype="float32", dropout=0.0))
-    graphdef, params = models.split(models.build(mcfg, K + 1, K))
+    process = processes.Masking(K, schedules.LogLinear(eps=1e-3))
+    dit = models.init(lambda rngs: models.DiT(vocab_size=K + 1, out_size=K, num_layers=1,
+        width=16, num_heads=2, max_len=L, rngs=rngs))
+    graphdef, params = models.split(dit)
     apply_fn = lambda p, x, t, labels, dropout_key=None: models.apply(graphdef, p, x, t, labels)
     obj = training.Objective("masked_elbo", process, apply_fn)
     tx = optax.adam(1e-2)

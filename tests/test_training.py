@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from ddjax import models, training
+from ddjax import models, processes, schedules, training
 from ddjax.training import Objective
 
 K = 5
@@ -33,22 +33,25 @@ def tiny_cfg(name="dit", time_conditioning=True):
     )
 
 
+# the processes as objects (the library takes objects; config names are experiments')
+PROCESSES = {
+    "none": lambda: None,
+    "masking": lambda: processes.Masking(K, schedules.LogLinear(eps=1e-3)),
+    "uniform": lambda: processes.Uniform(K, schedules.LogLinear(eps=1e-3)),
+    "d3pm_absorbing": lambda: processes.D3PM.absorbing(K, 20),
+    "d3pm_uniform": lambda: processes.D3PM.uniform(K, 20),
+}
+
+
 def make_objective(loss, process_name, **kw):
-    pcfg = ml_collections.ConfigDict(
-        dict(
-            name=process_name,
-            schedule="loglinear",
-            schedule_eps=1e-3,
-            schedule_power=1.0,
-            num_steps=20,
-            bandwidth=0,
-        )
-    )
-    process = training.make_process(pcfg, K)
+    from experiments.model import build_model
+
+    process = PROCESSES[process_name]()
     in_vocab = K if process is None else process.num_states
     name = "ar" if loss == "ar" else "dit"
     tc = loss not in ("ar", "any_order_nll")
-    model = models.build(tiny_cfg(name, tc), in_vocab, training.output_size(loss, process, K))
+    out = training.LOSSES[loss].output_size(process, K)
+    model = build_model(tiny_cfg(name, tc), in_vocab, out)
     graphdef, params = models.split(model)
 
     def apply_fn(p, x, t, labels, dropout_key=None):

@@ -7,7 +7,6 @@
 - :class:`UNet`: a small U-Net for 2-D pixel grids.
 - :func:`block_denoiser`: a DiT as the block denoiser of
   :func:`ddjax.samplers.block_diffusion`, with or without the exact KV cache.
-- :func:`build`: a model from an ``ml_collections`` config.
 - :func:`split` / :func:`apply`: the functional form used inside ``jax.jit``
   (graphdef + params pytree in, arrays out; much cheaper per call than ``nnx.jit``).
 
@@ -21,7 +20,6 @@ from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from ddjax.models.blocks import DiTBlockDenoiser, block_denoiser
@@ -35,25 +33,13 @@ __all__ = [
     "ar_log_likelihood",
     "block_denoiser",
     "DiTBlockDenoiser",
-    "build",
     "init",
     "split",
     "apply",
     "num_params",
-    "MODEL_NAMES",
 ]
 
-MODEL_NAMES = ("dit", "ar", "unet")
-
 M = TypeVar("M", bound=nnx.Module)
-
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-
-
-def _get(cfg: Any, key: str, default: Any) -> Any:
-    value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-    return default if value is None and default is not None else value
-
 
 _INIT_CACHE: dict[Hashable, tuple[nnx.GraphDef, Callable[[jax.Array], nnx.State]]] = {}
 
@@ -86,82 +72,6 @@ def init(ctor: Callable[[nnx.Rngs], M], seed: int = 0, *, cache_key: Hashable = 
             _INIT_CACHE[cache_key] = entry
     graphdef, make = entry
     return nnx.merge(graphdef, make(jax.random.key(seed)))
-
-
-def build(cfg: Any, vocab_size: int, out_size: int, *, seed: int = 0) -> nnx.Module:
-    """Builds a model from a config.
-
-    Args:
-      cfg: an ``ml_collections.ConfigDict`` (or any mapping) with ``name`` in
-        ``('dit', 'ar', 'unet')`` and, as needed, ``num_layers``, ``width``, ``num_heads``,
-        ``max_len``, ``time_conditioning``, ``num_classes``, ``dtype`` ('float32' |
-        'bfloat16'), ``dropout``, ``mlp_ratio``, ``remat``, ``attention_implementation``
-        (transformers: None | 'xla' | 'cudnn'), ``block_size`` (DiT: block-causal
-        attention, BD3-LM; None or 0 = full attention) and
-        ``base_channels``, ``channel_mults`` (U-Net). Missing optional keys take the class
-        defaults.
-      vocab_size: number of input token ids (include the mask id for masking processes).
-      out_size: logits per position (ignored by 'ar', which predicts ``vocab_size``).
-      seed: initialisation seed.
-
-    Returns:
-      the initialised ``nnx.Module``.
-
-    Raises:
-      ValueError: unknown ``name`` or ``dtype``.
-    """
-    name = _get(cfg, "name", None)
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(MODEL_NAMES)}")
-    dtype_name = _get(cfg, "dtype", "float32")
-    if dtype_name not in _DTYPES:
-        raise ValueError(f"unknown model dtype {dtype_name!r}; valid: {', '.join(_DTYPES)}")
-    dtype = _DTYPES[dtype_name]
-    num_classes = _get(cfg, "num_classes", None)
-    num_classes = None if num_classes in (None, 0) else int(num_classes)
-    dropout = float(_get(cfg, "dropout", 0.0))
-    if name == "unet":
-        kwargs = dict(
-            vocab_size=vocab_size,
-            out_size=out_size,
-            base_channels=int(_get(cfg, "base_channels", 32)),
-            channel_mults=tuple(int(m) for m in _get(cfg, "channel_mults", (1, 2))),
-            num_classes=num_classes,
-            time_conditioning=bool(_get(cfg, "time_conditioning", True)),
-            dropout=dropout,
-            dtype=dtype,
-            in_channels=int(_get(cfg, "in_channels", 1)),
-        )
-        return init(lambda rngs: UNet(**kwargs, rngs=rngs), seed, cache_key=_key(UNet, kwargs))
-    common = dict(
-        num_layers=int(cfg["num_layers"]),
-        width=int(cfg["width"]),
-        num_heads=int(cfg["num_heads"]),
-        max_len=int(cfg["max_len"]),
-        num_classes=num_classes,
-        mlp_ratio=int(_get(cfg, "mlp_ratio", 4)),
-        dropout=dropout,
-        dtype=dtype,
-        remat=bool(_get(cfg, "remat", False)),
-        attention_implementation=_get(cfg, "attention_implementation", None) or None,
-    )
-    if name == "ar":
-        kwargs = dict(vocab_size=vocab_size, **common)
-        cls = CausalTransformer
-    else:
-        time_conditioning = bool(_get(cfg, "time_conditioning", True))
-        kwargs = dict(
-            vocab_size=vocab_size, out_size=out_size, time_conditioning=time_conditioning, **common
-        )
-        block_size = _get(cfg, "block_size", None)
-        if block_size:  # block-causal attention (BD3-LM); None / 0 = full attention
-            kwargs["block_size"] = int(block_size)
-        cls = DiT
-    return init(lambda rngs: cls(**kwargs, rngs=rngs), seed, cache_key=_key(cls, kwargs))
-
-
-def _key(cls: type, kwargs: dict[str, Any]) -> Hashable:
-    return (cls, tuple(sorted((k, str(v)) for k, v in kwargs.items())))
 
 
 def split(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State]:

@@ -2,7 +2,7 @@
 
 Typical use (see ``experiments/run.py`` for the config-driven version)::
 
-    objective = Objective("masked_elbo", process, apply_fn)
+    objective = Objective("masked_elbo", process, apply_fn)  # or a Loss: training.LOSSES
     tx = make_optimizer(cfg.optim, num_steps)
     state = init_train_state(params, tx, seed)
     mesh = make_mesh()
@@ -19,7 +19,8 @@ from ddjax.training.checkpoint import (
     validate_for_save,
 )
 from ddjax.training.loop import MetricWriter, format_duration, train_loop
-from ddjax.training.objectives import LOSSES, Objective, make_process, make_schedule, output_size
+from ddjax.training.loss_table import LOSSES, Loss
+from ddjax.training.objectives import Objective
 from ddjax.training.optim import ema_update, make_lr_schedule, make_optimizer
 from ddjax.training.sharding import (
     batch_sharding,
@@ -44,6 +45,7 @@ __all__ = [
     "LOSSES",
     "CheckpointMismatchError",
     "Checkpointer",
+    "Loss",
     "MetricWriter",
     "NonFiniteError",
     "Objective",
@@ -62,11 +64,8 @@ __all__ = [
     "make_lr_schedule",
     "make_mesh",
     "make_optimizer",
-    "make_process",
-    "make_schedule",
     "make_train_step",
     "maybe_initialize_distributed",
-    "output_size",
     "put_batch",
     "put_replicated",
     "replicated",

@@ -40,9 +40,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.model.in_channels = 1  # unet: colour channels per pixel (3 for CIFAR-10)
 
     c.process = ml_collections.ConfigDict()
-    c.process.name = (
-        "masking"  # none | masking | uniform | d3pm_absorbing | d3pm_uniform | d3pm_gaussian
-    )
+    # none | masking | uniform | marginal (noise towards the training tokens' marginals) |
+    # d3pm_absorbing | d3pm_uniform | d3pm_gaussian, or a user's builder as an import path
+    # 'package.module:builder', builder(process_cfg, data) -> process
+    c.process.name = "masking"
     c.process.schedule = "loglinear"  # loglinear | linear | cosine | polynomial | geometric
     c.process.schedule_eps = 1e-3
     c.process.schedule_power = 1.0
@@ -51,7 +52,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     c.loss = ml_collections.ConfigDict()
     # masked_elbo | score_entropy | uniform_elbo | d3pm_hybrid | d3pm_vb | any_order_nll | dfm | ar
-    # | block_masked_elbo
+    # | block_masked_elbo, or a user's ddjax.training.Loss as an import path 'package.module:NAME'
     c.loss.name = "masked_elbo"
     c.loss.plugin = False  # the papers' plug-in posterior (UDLM, D3PM)
     c.loss.aux_weight = 0.01  # D3PM hybrid cross-entropy weight
