@@ -7,8 +7,8 @@ every sampler takes guidance without knowing about it.
 * :func:`cfg` mixes x0 log-probabilities, gamma log p(.|c) + (1 - gamma) log p(.|null),
   renormalised. For masking this is exact at gamma = 1 (the conditional denoiser) and 0.
   For uniform noise Schiff et al. mix the log *posteriors* over x_s instead; the
-  returned denoiser carries a ``posterior_probs(process, x_t, s, t)`` method doing
-  that, which :func:`ddjax.samplers.ancestral` uses when ``mode="posterior"``.
+  ``mode="posterior"`` denoiser (:class:`GuidedPosterior`) carries that reverse step as a
+  declared capability, which :func:`ddjax.samplers.ancestral` uses.
 * :func:`classifier` tilts the x0 distribution at each position i by the classifier's
   change when position i is set to y: p(y) exp(gamma [log p(c | x^{i<-y}) - log p(c | x)]).
   For masking, with the exact time-t classifier and gamma = 1, this is exactly the
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -29,35 +30,49 @@ from jax import Array
 from ddjax._struct import check
 from ddjax.processes import Process
 
-__all__ = ["cfg", "classifier", "GuidedDenoiser"]
+__all__ = ["cfg", "classifier", "GuidedDenoiser", "GuidedPosterior"]
 
 Denoiser = Callable[[Array, Array], Array]
+RowTransform = Callable[[Array], Array]
 LogClassifier = Callable[[Array, Array], Array]
 
 
 @dataclasses.dataclass(frozen=True)
 class GuidedDenoiser:
-    """A classifier-free-guided denoiser.
-
-    Calling it gives the mixed x0 log-probabilities. With ``mode="posterior"`` the
-    method :meth:`posterior_probs` gives Schiff et al.'s guided reverse step (the
-    normalised geometric mixture of the two posteriors), which the ancestral sampler
-    uses in place of the posterior of the mixed x0 distribution.
-    """
+    """A classifier-free-guided denoiser: the mixed x0 log-probabilities (``mode="x0"``)."""
 
     cond: Denoiser
     uncond: Denoiser
     gamma: float
-    mode: str = "x0"
+
+    mode: ClassVar[str] = "x0"
 
     def __call__(self, x_t: Array, t: Array) -> Array:
         mixed = self.gamma * self.cond(x_t, t) + (1.0 - self.gamma) * self.uncond(x_t, t)
         return jax.nn.log_softmax(mixed, axis=-1)
 
-    def posterior_probs(self, process: Process, x_t: Array, s: Array, t: Array) -> Array:
-        """Guided q(x_s | x_t): proportional to post_c**gamma * post_null**(1 - gamma)."""
-        post_c = process.posterior_probs(x_t, jnp.exp(self.cond(x_t, t)), s, t)
-        post_u = process.posterior_probs(x_t, jnp.exp(self.uncond(x_t, t)), s, t)
+
+@dataclasses.dataclass(frozen=True)
+class GuidedPosterior(GuidedDenoiser):
+    """Schiff et al.'s guided reverse step (``mode="posterior"``).
+
+    Calling it still gives the mixed x0 log-probabilities; :meth:`posterior_probs` (the
+    :class:`ddjax.samplers.transforms.OwnPosterior` capability) gives the normalised
+    geometric mixture of the two posteriors, which the ancestral sampler uses in place
+    of the posterior of the mixed x0 distribution. Samplers that cannot use it refuse it.
+    """
+
+    mode: ClassVar[str] = "posterior"
+
+    def posterior_probs(
+        self, process: Process, x_t: Array, s: Array, t: Array, rows: RowTransform | None = None
+    ) -> Array:
+        """Guided q(x_s | x_t) float32[B, L, N], proportional to post_c**gamma *
+        post_null**(1 - gamma); ``rows`` (the sampler's row transforms, e.g. a
+        temperature) act on each x0 distribution first."""
+        rows = rows or (lambda lp: lp)
+        post_c = process.posterior_probs(x_t, jnp.exp(rows(self.cond(x_t, t))), s, t)
+        post_u = process.posterior_probs(x_t, jnp.exp(rows(self.uncond(x_t, t))), s, t)
         log_mix = self.gamma * jnp.log(jnp.maximum(post_c, 1e-30)) + (1.0 - self.gamma) * jnp.log(
             jnp.maximum(post_u, 1e-30)
         )
@@ -75,10 +90,13 @@ def cfg(
       uncond_denoiser: log p(x0 | x_t) (the null class).
       gamma: guidance strength.
       mode: "x0" (mix x0 log-probs; default, the natural form for masking) or
-        "posterior" (Schiff et al.'s mix of reverse-step posteriors, for uniform noise).
+        "posterior" (Schiff et al.'s mix of reverse-step posteriors, for uniform noise;
+        a :class:`GuidedPosterior`, which only samplers that use a denoiser's own reverse
+        step accept, e.g. ancestral; the others raise TypeError).
     """
     check(mode in ("x0", "posterior"), f"mode must be 'x0' or 'posterior', got {mode!r}")
-    return GuidedDenoiser(cond_denoiser, uncond_denoiser, float(gamma), mode)
+    cls = GuidedPosterior if mode == "posterior" else GuidedDenoiser
+    return cls(cond_denoiser, uncond_denoiser, float(gamma))
 
 
 def _substitution_gain_exact(

@@ -236,8 +236,10 @@ def test_threshold_decoding_unmasks_every_confident_position(threshold):
     ctx = dd.samplers.driver.context(process, den, (8, length), 64)
     step = dd.samplers.Confidence(threshold=threshold)
     x = jnp.full((8, length), K, jnp.int32)
+    zero, grid = jnp.zeros((8,), jnp.float32), jnp.zeros((65,), jnp.float32)
     for i, want in enumerate(path):
-        new, _ = step.step(jax.random.PRNGKey(i), ctx, x, jnp.int32(i), None, None, False)
+        at = dd.samplers.driver.StepInfo(jnp.int32(i), zero, zero, False, grid)
+        new, _ = step.step(jax.random.PRNGKey(i), ctx, x, None, at)
         got = (np.asarray(new) != K) & (np.asarray(x) == K)
         np.testing.assert_array_equal(got, np.broadcast_to(want, got.shape))
         x = new

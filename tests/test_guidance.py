@@ -136,3 +136,63 @@ def test_classifier_needs_process_for_taylor(joint):
 def test_cfg_rejects_unknown_mode():
     with pytest.raises(ValueError, match="mode"):
         guidance.cfg(lambda x, t: x, lambda x, t: x, 1.0, mode="logits")
+
+
+def _guided_step_matrix(proc, cond, marg, gamma, temp, t, s, states):
+    """Dense T[a, b] of one guided-posterior step from t to s over ``states`` [S, L]: the
+    geometric mixture of the cond / marg posteriors of the tempered x0 laws, per position."""
+    n = states.shape[0]
+    tv, sv = jnp.full((n,), t), jnp.full((n,), s)
+
+    def post(target):
+        x0 = jax.nn.softmax(target.denoiser(proc)(states, tv) / temp, axis=-1)
+        return np.asarray(proc.posterior_probs(states, x0, sv, tv), np.float64)
+
+    mix = post(cond) ** gamma * post(marg) ** (1.0 - gamma)
+    mix /= mix.sum(-1, keepdims=True)  # [S, L, N]
+    pos = np.arange(states.shape[1])[None, None, :]
+    return np.prod(mix[:, None][np.arange(n)[:, None, None], 0, pos, np.asarray(states)[None]], -1)
+
+
+def test_wrapped_posterior_mode_keeps_the_guided_reverse_step(joint):
+    """temperature(cfg(..., mode="posterior")) and cfg(mode="posterior") with the
+    temperature option both keep Schiff et al.'s reverse step, with the temperature on
+    each x0 law: the sampled two-step law is the dense product of the guided steps, which
+    differs from the x0-mixing fallback that a wrapped denoiser used to get silently."""
+    proc = dd.processes.Uniform(3)
+    cond, marg = joint.conditional(CLASS), joint.marginal()
+    gamma, temp = 4.0, 0.7
+    guided = guidance.cfg(cond.denoiser(proc), marg.denoiser(proc), gamma, mode="posterior")
+    x0_mode = guidance.cfg(cond.denoiser(proc), marg.denoiser(proc), gamma)
+    states = cond.sequences
+    law = np.full(len(states), 1.0 / len(states))  # the uniform prior
+    for t, s in ((1.0, 0.5), (0.5, 0.0)):
+        law = law @ _guided_step_matrix(proc, cond, marg, gamma, temp, t, s, states)
+    floor = testing.tv_floor(law, N) + 0.01
+
+    def tv(denoiser, **options):
+        run = jax.jit(lambda k: ancestral(k, denoiser, proc, (N, 3), steps=2, **options))
+        return testing.total_variation(run(jax.random.key(5)), law, vocab_size=3)
+
+    assert tv(dd.samplers.temperature(guided, temp)) < floor
+    assert tv(guided, temperature=temp) < floor
+    assert tv(dd.samplers.temperature(x0_mode, temp)) > 3 * floor  # the mode matters here
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_samplers_that_cannot_use_the_own_reverse_step_refuse_it(joint, wrap):
+    """A denoiser's own reverse step is a declared capability: every sampler but the one
+    that uses it (ancestral) raises TypeError, also through transforms."""
+    proc = dd.processes.Uniform(3)
+    cond, marg = joint.conditional(CLASS), joint.marginal()
+    den = guidance.cfg(cond.denoiser(proc), marg.denoiser(proc), 2.0, mode="posterior")
+    if wrap:
+        den = dd.samplers.top_k(dd.samplers.temperature(den, 0.8), 2)
+    key = jax.random.key(0)
+    for name in ("euler", "tau_leaping", "tweedie"):
+        with pytest.raises(TypeError, match=f"{name} cannot use the denoiser's own reverse"):
+            dd.samplers.SAMPLERS[name](key, den, proc, (2, 3), steps=2)
+    with pytest.raises(TypeError, match="smc cannot use the denoiser's own reverse"):
+        potential = lambda x, t: jnp.zeros(x.shape[:1])  # noqa: E731
+        dd.samplers.smc(key, den, proc, (2, 3), steps=2, log_potential=potential, num_particles=2)
+    assert ancestral(key, den, proc, (2, 3), steps=2).shape == (2, 3)

@@ -297,14 +297,22 @@ def assert_mc_close(emp, exact, n, what=""):
     )
 
 
+def step_at(t, s, rows, index=0, last=False):
+    """The driver's StepInfo of step ``index`` from t to s on ``rows`` rows, in the grid
+    [t, s, 0] (a first step that is not the last) or [t, s] (the last step)."""
+    tv = jnp.full((rows,), t, jnp.float32)
+    sv = jnp.full((rows,), s, jnp.float32)
+    grid = jnp.asarray([t, s] if last else [t, s, 0.0], jnp.float32)
+    return driver.StepInfo(jnp.int32(index), tv, sv, last, grid)
+
+
 def step_draw(step, ctx, t, s, aux=None):
     """x -> the state after one (non-final) ``step.step`` from t to s."""
 
     def draw(key, x):
-        tv = jnp.full((x.shape[0],), t, jnp.float32)
-        sv = jnp.full((x.shape[0],), s, jnp.float32)
-        a = step.init(ctx, x) if aux is None else aux(x)
-        return step.step(key, ctx, x, a, tv, sv, False)[0]
+        at = step_at(t, s, x.shape[0])
+        a = step.init(ctx, x, at.grid) if aux is None else aux(x)
+        return step.step(key, ctx, x, a, at)[0]
 
     return draw
 
@@ -762,11 +770,11 @@ def test_first_hitting_one_call_law():
         xb = jnp.asarray(np.tile(starts, (N_DRAWS, 1)))
         aux = jnp.full((xb.shape[0],), oma, jnp.float32)
         if case < 2:
-            np.testing.assert_allclose(np.asarray(step.init(ctx, xb)), aux, rtol=1e-6)
+            grid = step.grid(ctx.process, None, L, t_max)
+            np.testing.assert_allclose(np.asarray(step.init(ctx, xb, grid)), aux, rtol=1e-6)
 
         def one(key, x, aux=aux, ctx=ctx):
-            z = jnp.zeros((x.shape[0],), jnp.float32)
-            return step.step(key, ctx, x, aux, z, z, False)
+            return step.step(key, ctx, x, aux, step_at(0.0, 0.0, x.shape[0]))
 
         x_new, oma_new = jax.jit(one, compiler_options=FAST)(jax.random.PRNGKey(3 + case), xb)
         x_new, ratio = np.asarray(x_new), np.asarray(oma_new, np.float64) / oma
@@ -807,17 +815,16 @@ def test_first_hitting_one_call_law():
 
 
 def check_counter_step(step, ctx, ref, starts, want_law, seed: int, name: str) -> None:
-    """One step of a counter-state sampler (aux = step index 0) from each start, sampled
-    N_DRAWS times, against want_law(x, last) over all sequences, for last False and True."""
+    """One step of a count-schedule sampler (the driver's step index 0) from each start,
+    sampled N_DRAWS times, against want_law(x, last) over all sequences, for last False
+    and True."""
     for last in (False, True):
 
         def one(key, x, last=last):
-            tv = jnp.zeros((x.shape[0],), jnp.float32)
-            return step.step(key, ctx, x, jnp.int32(0), tv, tv, last)
+            return step.step(key, ctx, x, None, step_at(0.0, 0.0, x.shape[0], last=last))[0]
 
         xb = jnp.asarray(np.tile(starts, (N_DRAWS, 1)))
-        x_new, i_next = jax.jit(one, compiler_options=FAST)(jax.random.PRNGKey(seed + last), xb)
-        assert int(i_next) == 1
+        x_new = jax.jit(one, compiler_options=FAST)(jax.random.PRNGKey(seed + last), xb)
         out = np.asarray(x_new)
         idx = np.ravel_multi_index(tuple(out.T), (ref.n,) * L)
         emp = np.zeros((len(starts), ref.n**L))
@@ -985,11 +992,10 @@ def test_smc_two_particle_step_resamples_by_the_weights(kind, batches):
     ctx = driver.context(ref.process, ref.denoiser(), xb.shape, 2)
 
     def one(key, x):
-        tv = jnp.full((x.shape[0],), t, jnp.float32)
-        sv = jnp.full((x.shape[0],), s, jnp.float32)
-        aux = step.init(ctx, x)
-        aux = dict(aux, g=g(x, tv), log_w=g(x, tv).reshape(-1, 2))
-        return step.step(key, ctx, x, aux, tv, sv, False)
+        at = step_at(t, s, x.shape[0])
+        aux = step.init(ctx, x, at.grid)
+        aux = dict(aux, g=g(x, at.t), log_w=g(x, at.t).reshape(-1, 2))
+        return step.step(key, ctx, x, aux, at)
 
     x_new, aux = jax.jit(one, compiler_options=FAST)(jax.random.PRNGKey(13), xb)
     out = np.asarray(x_new)

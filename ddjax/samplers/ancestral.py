@@ -50,6 +50,7 @@ class Ancestral(driver.PositionLaw):
 
     name: ClassVar[str] = "ancestral"
     needs: ClassVar[tuple[str, ...]] = ()
+    uses_own_posterior: ClassVar[bool] = True
     calls_doc: ClassVar[str] = (
         "1 per step (fewer with time_independent=True: none when nothing changed)"
     )
@@ -63,26 +64,23 @@ class Ancestral(driver.PositionLaw):
             f"gumbel_bits must be 32, 64 or 'float32', got {self.gumbel_bits!r}",
         )
 
-    def _own_posterior(self, ctx: driver.Context) -> bool:
-        # A denoiser may carry its own reverse step (guidance.cfg(mode="posterior")).
-        return getattr(ctx.raw, "mode", None) == "posterior"
-
     def _fast(self, ctx: driver.Context) -> bool:
         return (
             masking.has_fast_path(ctx.process)
-            and not self._own_posterior(ctx)
+            and ctx.own_posterior is None
             and self.gumbel_bits != "float32"
         )
 
     def law(self, ctx: driver.Context, x: Array, t: Array, s: Array) -> Array:
-        return self._posterior(ctx, x, None if self._own_posterior(ctx) else ctx.base(x, t), t, s)
+        own = ctx.own_posterior is not None
+        return self._posterior(ctx, x, None if own else ctx.base(x, t), t, s)
 
     def _posterior(
         self, ctx: driver.Context, x: Array, log_probs: Array | None, t: Array, s: Array
     ) -> Array:
         """q(x_s | x_t, p) float32[B, L, N] from the checked output before the row transforms."""
-        if self._own_posterior(ctx):
-            return ctx.raw.posterior_probs(ctx.process, x, s, t)
+        if ctx.own_posterior is not None:  # the denoiser's reverse step (rows inside)
+            return ctx.own_posterior(x, s, t)
         x0 = jnp.exp(ctx.rows(log_probs))
         if self.plugin:
             return ctx.process.plugin_posterior_probs(x, x0, s, t)
@@ -93,8 +91,8 @@ class Ancestral(driver.PositionLaw):
     ) -> Array:
         return driver.product_law(self.law(ctx, states, t, s), states)
 
-    def init(self, ctx: driver.Context, x: Array) -> Any:
-        if not self.time_independent or self._own_posterior(ctx):
+    def init(self, ctx: driver.Context, x: Array, grid: Array) -> Any:
+        if not self.time_independent or ctx.own_posterior is not None:
             return None
         # (the last prediction, whether x changed since): the first step always calls
         return jnp.zeros((*x.shape, ctx.process.vocab_size), jnp.float32), jnp.array(True)
@@ -113,9 +111,10 @@ class Ancestral(driver.PositionLaw):
         return draw_from_probs(key, probs, last and ctx.argmax, self.gumbel_bits)
 
     def step(
-        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, at: driver.StepInfo
     ) -> tuple[Array, Any]:
-        if self._own_posterior(ctx):
+        t, s, last = at.t, at.s, at.last
+        if ctx.own_posterior is not None:
             return self.update(key, ctx, x, None, t, s, last), aux
         if aux is None:
             return self.update(key, ctx, x, ctx.base(x, t), t, s, last), aux

@@ -145,15 +145,11 @@ class APS(driver.Step):
     def network_calls(self, steps: int, length: int) -> int:
         return steps
 
-    def init(self, ctx: driver.Context, x: Array) -> Any:
-        return jnp.int32(0)
-
     def step(
-        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, at: driver.StepInfo
     ) -> tuple[Array, Any]:
-        del t, s
         mask_id = ctx.process.mask_id
-        masked, n_decode = decode_counts(ctx, x, aux, last)
+        masked, n_decode = decode_counts(ctx, x, at.index, at.last)
         log_probs = ctx.denoise(x, network_time(ctx, x))
         codebook = jnp.asarray(self.codebook, jnp.float32)
         guided = guided_log_probs(
@@ -161,21 +157,21 @@ class APS(driver.Step):
             self.grad_steps, self.quantize,
         )  # fmt: skip
         k_tok, k_order = jax.random.split(key)
-        tokens = draw_tokens(k_tok, guided, argmax=last and ctx.argmax)
+        tokens = draw_tokens(k_tok, guided, argmax=at.last and ctx.argmax)
         if self.anchor == "random":
             score = jax.random.uniform(k_order, x.shape)
             decode = top_ranked(score, masked, n_decode)
-            return jnp.where(decode, tokens, x), aux + 1
+            return jnp.where(decode, tokens, x), aux
         free = jnp.ones_like(masked) if ctx.fixed is None else ctx.fixed < 0
         current = jnp.where(masked, tokens, x)
         conf = take_last(guided, current)
         if not self.remask:
             decode = top_ranked(conf, masked, n_decode)
-            return jnp.where(decode, tokens, x), aux + 1
+            return jnp.where(decode, tokens, x), aux
         # anchors: the most confident free positions, as many as are decoded after the step
         n_keep = (free & ~masked).sum(-1) + n_decode
         keep = top_ranked(conf, free, n_keep)
-        return jnp.where(keep | ~free, current, mask_id), aux + 1
+        return jnp.where(keep | ~free, current, mask_id), aux
 
 
 aps = driver.public(APS)

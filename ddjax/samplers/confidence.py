@@ -73,9 +73,6 @@ class Confidence(driver.Step):
     def adaptive(self) -> bool:
         return self.threshold is not None
 
-    def init(self, ctx: driver.Context, x: Array) -> Any:
-        return jnp.int32(0)
-
     def _denoise(self, ctx: driver.Context, x: Array) -> tuple[Array, Array, Array, Array]:
         """(masked, n_masked, n_free, log_probs) at the time of the masked fraction."""
         b, l = x.shape
@@ -104,12 +101,11 @@ class Confidence(driver.Step):
         return jnp.where(decode, tokens, x)
 
     def step(
-        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, at: driver.StepInfo
     ) -> tuple[Array, Any]:
-        del t, s
         if self.threshold is not None:
-            return self._threshold_step(key, ctx, x, aux), aux + 1
-        i, steps = aux, ctx.steps
+            return self._threshold_step(key, ctx, x, at.index), aux
+        i, steps, last = at.index, ctx.steps, at.last
         masked, n_masked, n_free, log_probs = self._denoise(ctx, x)
         k_tok, k_noise = jax.random.split(key)
         tokens = draw_tokens(k_tok, log_probs, argmax=last and ctx.argmax)
@@ -123,7 +119,7 @@ class Confidence(driver.Step):
         n_next = jnp.clip(jnp.minimum(n_masked - 1, target), 0)
         n_decode = n_masked - n_next
         decode = top_ranked(score, masked, n_decode)
-        return jnp.where(decode, tokens, x), i + 1
+        return jnp.where(decode, tokens, x), aux
 
 
 confidence = driver.public(Confidence)

@@ -97,9 +97,10 @@ class DDPD(driver.PositionLaw):
         return self._law(ctx, x, t, s, False)
 
     def step(
-        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, at: driver.StepInfo
     ) -> tuple[Array, Any]:
-        return draw_from_probs(key, self._law(ctx, x, t, s, last), last and ctx.argmax), aux
+        probs = self._law(ctx, x, at.t, at.s, at.last)
+        return draw_from_probs(key, probs, at.last and ctx.argmax), aux
 
     def transition_matrix(
         self, ctx: driver.Context, states: Array, t: Array, s: Array, last: bool = False

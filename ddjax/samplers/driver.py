@@ -5,8 +5,13 @@ A sampler is a :class:`Step`: a frozen dataclass of its own options with
 * ``name``, ``needs`` (the process capabilities it uses, :data:`ddjax.processes.CAPABILITIES`
   plus ``"continuous_time"`` / ``"mask"``), ``calls_doc`` (its network calls, in words);
 * ``network_calls(steps, length)`` and ``iterations(steps, length)`` (loop length);
-* ``init(ctx, x)`` (extra loop state, default None) and
-  ``step(key, ctx, x, aux, t, s, last) -> (x, aux)``, one draw from t to s < t;
+* ``init(ctx, x, grid)`` (extra loop state, default None) and
+  ``step(key, ctx, x, aux, at) -> (x, aux)``, one draw from ``at.t`` to ``at.s`` < t,
+  with ``at`` the driver's :class:`StepInfo` (the step's index, its times, whether it is
+  the last, the whole grid): no step keeps its own counter or recomputes the grid;
+* ``uses_own_posterior`` (class flag): the step can use a denoiser's own reverse step
+  (:class:`ddjax.samplers.transforms.OwnPosterior`, e.g. ``guidance.cfg(mode=
+  "posterior")``), found through transforms; any other step refuses such a denoiser;
 * optionally ``particles()`` (loop rows per output row, for particle methods: the loop
   runs on B * P rows) and ``finish(ctx, x, aux) -> (x, info)`` after the last step
   (default: the loop state, no info);
@@ -45,7 +50,10 @@ from ddjax.samplers import transforms
 
 __all__ = [
     "Context",
+    "StepInfo",
     "Step",
+    "run",
+    "check_denoiser",
     "PositionLaw",
     "sample",
     "context",
@@ -99,15 +107,18 @@ _COMMON_DOC = """
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """What a step sees besides its own options.
+    """What a step sees besides its own options: the denoiser reaches it as the checked
+    denoiser plus its row transform only (and the denoiser's own reverse step, if any).
 
     Attributes:
       process: the forward process.
-      denoise: the checked, renormalised, transformed denoiser (full [B, L, K] output).
-      base: the checked denoiser before renormalisation and transforms.
-      rows: the row transform (renormalisation, then the x0 transforms); apply it to
-        gathered rows of ``base``'s output to get those rows of ``denoise``'s.
-      raw: the denoiser as the user passed it (e.g. to read guidance modes).
+      base: the checked denoiser (:func:`ddjax.samplers.transforms.contract`) before
+        renormalisation and transforms; ``base.denoiser`` is the user's innermost one.
+      rows: the row transform (renormalisation, the user's transforms, then the
+        temperature / top-k / top-p options); apply it to gathered rows of ``base``'s
+        output to get those rows of :meth:`denoise`'s.
+      own_posterior: ``(x_t, s, t) -> q(x_s | x_t)`` float32[B, L, N] when the denoiser
+        carries its own reverse step (with ``rows`` applied inside), else None.
       fixed: int32[B, L] with -1 where free, or None.
       final_step: "sample" or "argmax".
       shape: (B, L).
@@ -117,10 +128,9 @@ class Context:
     """
 
     process: Any
-    denoise: transforms.Denoiser
-    base: transforms.Denoiser
+    base: transforms.Checked
     rows: transforms.RowTransform
-    raw: Any
+    own_posterior: Callable[[Array, Array, Array], Array] | None
     fixed: Array | None
     final_step: str
     shape: tuple[int, int]
@@ -132,6 +142,10 @@ class Context:
     def argmax(self) -> bool:
         return self.final_step == "argmax"
 
+    def denoise(self, x: Array, t: Array) -> Array:
+        """The checked, renormalised, transformed log p(x0 | x_t): float32[B, L, K]."""
+        return self.rows(self.base(x, t))
+
     def x0_probs(self, x: Array, t: Array) -> Array:
         """The (transformed) x0 distribution at every position: float32[B, L, K]."""
         return jnp.exp(self.denoise(x, t))
@@ -141,6 +155,26 @@ class Context:
         return self.process.posterior_probs(x, self.x0_probs(x, t), s, t)
 
 
+@dataclasses.dataclass(frozen=True)
+class StepInfo:
+    """Where a step is: what the driver passes to :meth:`Step.step` besides the state.
+
+    Attributes:
+      index: int32 scalar, the step's number (0 for the first; in an adaptive loop the
+        iteration).
+      t, s: float32[B] (int32[B] for discrete time) the step's start and end times
+        (both 0 in an adaptive loop, whose steps pick their own).
+      last: True for the step that lands on t = 0 (static).
+      grid: the whole decreasing grid the loop walks, [iterations + 1].
+    """
+
+    index: Array
+    t: Array
+    s: Array
+    last: bool
+    grid: Array
+
+
 class Step:
     """Base class of the sampler step objects (subclasses are frozen dataclasses)."""
 
@@ -148,6 +182,7 @@ class Step:
     needs: ClassVar[tuple[str, ...]] = ("continuous_time",)
     calls_doc: ClassVar[str] = "1 per step"
     steps_optional: ClassVar[bool] = False
+    uses_own_posterior: ClassVar[bool] = False
 
     def validate(self, process: Any, shape: tuple[int, int], steps: int | None) -> None:
         """Checks of the step's own options (eager; traced values pass)."""
@@ -170,14 +205,14 @@ class Step:
         loop's) and :meth:`finish` maps them back to B rows."""
         return 1
 
-    def init(self, ctx: Context, x: Array) -> Any:
-        """Extra loop state (any pytree), or None."""
+    def init(self, ctx: Context, x: Array, grid: Array) -> Any:
+        """Extra loop state (any pytree), or None; ``grid`` is the loop's time grid."""
         return None
 
     def adaptive(self) -> bool:
         """True when ``steps`` is a maximum: the driver then runs a ``lax.while_loop``
         while :meth:`pending` holds, at most ``iterations`` times, calling :meth:`step`
-        with ``last=False`` and t = s = 0 (an adaptive step picks its own times and ends
+        with ``at.last`` False and t = s = 0 (an adaptive step picks its own times and ends
         the sampling itself, e.g. by decoding every mask on its last allowed call)."""
         return False
 
@@ -191,10 +226,8 @@ class Step:
         Info other than None is returned after the samples (and the trajectory)."""
         return x, None
 
-    def step(
-        self, key: Array, ctx: Context, x: Array, aux: Any, t: Array, s: Array, last: bool
-    ) -> tuple[Array, Any]:
-        """One draw from t to s: (x int32[B, L], aux)."""
+    def step(self, key: Array, ctx: Context, x: Array, aux: Any, at: StepInfo) -> tuple[Array, Any]:
+        """One draw from ``at.t`` to ``at.s``: (x int32[B, L], aux)."""
         raise NotImplementedError
 
 
@@ -209,12 +242,10 @@ class PositionLaw(Step):
         """The per-position law of one step, float32[B, L, N]."""
         raise NotImplementedError
 
-    def step(
-        self, key: Array, ctx: Context, x: Array, aux: Any, t: Array, s: Array, last: bool
-    ) -> tuple[Array, Any]:
-        if last:
-            return draw_from_probs(key, ctx.final_probs(x, t, s), ctx.argmax), aux
-        return self.draw(key, ctx, x, t, s), aux
+    def step(self, key: Array, ctx: Context, x: Array, aux: Any, at: StepInfo) -> tuple[Array, Any]:
+        if at.last:
+            return draw_from_probs(key, ctx.final_probs(x, at.t, at.s), ctx.argmax), aux
+        return self.draw(key, ctx, x, at.t, at.s), aux
 
     def draw(self, key: Array, ctx: Context, x: Array, t: Array, s: Array) -> Array:
         """A draw from :meth:`law` (steps may override it with a cheaper exact draw)."""
@@ -312,10 +343,11 @@ def _varying(tree: Any, axes: frozenset[str]) -> Any:
     return jax.tree.map(one, tree)
 
 
-def _run_adaptive(step: Step, key: Array, ctx: Context, x: Array, max_iter: int) -> tuple:
+def _run_adaptive(step: Step, key: Array, ctx: Context, x: Array, grid: Array) -> tuple:
     """The while loop of an adaptive step: (x, the number of iterations run)."""
-    aux = step.init(ctx, x)
+    aux = step.init(ctx, x, grid)
     zero = jnp.zeros((x.shape[0],), jnp.float32)
+    max_iter = grid.shape[0] - 1
 
     def cond(carry: tuple[Array, Array, Any]) -> Array:
         n, x, a = carry
@@ -323,7 +355,8 @@ def _run_adaptive(step: Step, key: Array, ctx: Context, x: Array, max_iter: int)
 
     def body(carry: tuple[Array, Array, Any]) -> tuple[Array, Array, Any]:
         n, x, a = carry
-        x, a = step.step(jax.random.fold_in(key, n), ctx, x, a, zero, zero, False)
+        at = StepInfo(n, zero, zero, False, grid)
+        x, a = step.step(jax.random.fold_in(key, n), ctx, x, a, at)
         return n + 1, clamp(x, ctx.fixed), a
 
     carry = (jnp.int32(0), x, aux)
@@ -334,18 +367,22 @@ def _run_adaptive(step: Step, key: Array, ctx: Context, x: Array, max_iter: int)
     return x, n
 
 
-def _run(
-    step: Step, key: Array, ctx: Context, x: Array, grid: Array, return_trajectory: bool
-) -> Array | tuple[Array, Array]:
-    """The scan over consecutive grid pairs (t, s), then the last step onto grid[-1]."""
+def run(
+    step: Step, key: Array, ctx: Context, x: Array, grid: Array, return_trajectory: bool = False
+) -> Array | tuple[Array, ...]:
+    """The loop of :func:`sample` from the state ``x`` int32[B, L] (no checks): one scan
+    over the consecutive grid pairs (t, s), then the last step onto ``grid[-1]``, then
+    :meth:`Step.finish`. ``grid`` (decreasing, [n + 1]) may be traced (e.g. a reverse
+    run started at a traced time); its length fixes the number of steps."""
     batch = x.shape[0]
-    keys = jax.random.split(key, grid.shape[0] - 1)
+    n = grid.shape[0] - 1
+    keys = jax.random.split(key, n)
     times = jnp.broadcast_to(grid[:, None], (grid.shape[0], batch))
-    aux = step.init(ctx, x)
+    aux = step.init(ctx, x, grid)
 
-    def body(carry: tuple[Array, Any], inputs: tuple[Array, Array, Array]):
-        k, t, s = inputs
-        x, a = step.step(k, ctx, carry[0], carry[1], t, s, False)
+    def body(carry: tuple[Array, Any], inputs: tuple[Array, Array, Array, Array]):
+        i, k, t, s = inputs
+        x, a = step.step(k, ctx, carry[0], carry[1], StepInfo(i, t, s, False, grid))
         x = clamp(x, ctx.fixed)
         return (x, a), (x if return_trajectory else None)
 
@@ -353,8 +390,10 @@ def _run(
     manual = frozenset(jax.sharding.get_abstract_mesh().manual_axes)
     if manual:
         carry = _varying(carry, manual)
-    (x, aux), traj = jax.lax.scan(body, carry, (keys[:-1], times[:-2], times[1:-1]))
-    x, aux = step.step(keys[-1], ctx, x, aux, times[-2], times[-1], True)
+    index = jnp.arange(n, dtype=jnp.int32)
+    (x, aux), traj = jax.lax.scan(body, carry, (index[:-1], keys[:-1], times[:-2], times[1:-1]))
+    last = StepInfo(jnp.int32(n - 1), times[-2], times[-1], True, grid)
+    x, aux = step.step(keys[-1], ctx, x, aux, last)
     x = clamp(x, ctx.fixed)
     if return_trajectory:
         traj = jnp.concatenate([traj, x[None]], axis=0)
@@ -381,22 +420,40 @@ def context(
 ) -> Context:
     """The :class:`Context` of a run: the checked denoiser, its row transforms, options."""
     inner, user_rows = transforms.split_rows(denoiser)
-    base = transforms.contract(inner, process.vocab_size, debug=debug)
     rows = transforms.compose_rows(
         transforms.normalise_rows, user_rows, transforms.option_rows(temperature, top_k, top_p)
     )
+    own = transforms.own_posterior(inner)
     return Context(
         process=process,
-        denoise=transforms.Transformed(base, rows),
-        base=base,
+        base=transforms.contract(inner, process.vocab_size, debug=debug),
         rows=rows,
-        raw=denoiser,
+        own_posterior=None if own is None else _bind_posterior(own, process, rows),
         fixed=fixed,
         final_step=final_step,
         shape=shape,
         steps=steps,
         t_max=t_max,
         debug=debug,
+    )
+
+
+def _bind_posterior(
+    own: transforms.OwnPosterior, process: Any, rows: transforms.RowTransform
+) -> Callable[[Array, Array, Array], Array]:
+    return lambda x, s, t: own.posterior_probs(process, x, s, t, rows)
+
+
+def check_denoiser(step: Step, ctx: Context) -> None:
+    """A denoiser's own reverse step (a declared capability) reaches only a step that uses
+    it: any other step raises TypeError instead of dropping it silently."""
+    if ctx.own_posterior is None or step.uses_own_posterior:
+        return
+    inner = ctx.base.denoiser
+    raise TypeError(
+        f"{step.name} cannot use the denoiser's own reverse step ({type(inner).__name__}, "
+        "e.g. guidance.cfg(mode='posterior')), also inside temperature / top_k / top_p: "
+        "sample it with ancestral, or guide the x0 distribution (mode='x0')"
     )
 
 
@@ -443,15 +500,16 @@ def sample(
         process, denoiser, loop_shape, steps, fixed=fixed, final_step=final_step, t_max=t_max,
         temperature=temperature, top_k=top_k, top_p=top_p, debug=debug,
     )  # fmt: skip
+    check_denoiser(step, ctx)
     k_init, k_loop = jax.random.split(key)
     x = clamp(process.prior_sample(k_init, loop_shape), fixed)
     grid = step.grid(process, steps, shape[1], t_max)
 
     def go() -> Array | tuple[Array, ...]:
         if adaptive:
-            out, calls = _run_adaptive(step, k_loop, ctx, x, step.iterations(steps, shape[1]))
+            out, calls = _run_adaptive(step, k_loop, ctx, x, grid)
             return (out, calls) if return_calls else out
-        out = _run(step, k_loop, ctx, x, grid, return_trajectory)
+        out = run(step, k_loop, ctx, x, grid, return_trajectory)
         if not return_calls:
             return out
         calls = jnp.int32(step.network_calls(steps, shape[1]))

@@ -90,8 +90,9 @@ class Edlm(driver.Step):
         return joint.reshape(b, m) + lik.reshape(b, m) - proposal
 
     def step(
-        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, at: driver.StepInfo
     ) -> tuple[Array, Any]:
+        t, s, last = at.t, at.s, at.last
         m = self.num_candidates
         k_x0, k_pick, k_step = jax.random.split(key, 3)
         base = ctx.base(x, t)

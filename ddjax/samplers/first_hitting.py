@@ -60,14 +60,12 @@ class FirstHitting(driver.Step):
     def grid(self, process: Any, steps: int | None, length: int, t_max: Any) -> Array:
         return jnp.zeros(self.iterations(steps, length) + 1, jnp.float32)  # times unused
 
-    def init(self, ctx: driver.Context, x: Array) -> Any:
+    def init(self, ctx: driver.Context, x: Array, grid: Array) -> Any:
         return ctx.process.schedule.one_minus_alpha(jnp.full((x.shape[0],), ctx.t_max, jnp.float32))
 
     def step(
-        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, at: driver.StepInfo
     ) -> tuple[Array, Any]:
-        del t, s, last
-
         def call() -> tuple[Array, Array]:
             return self._call(key, ctx, x, aux)
 

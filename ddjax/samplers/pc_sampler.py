@@ -139,18 +139,14 @@ class PCSampler(driver.Step):
         pos = jnp.arange(tokens.shape[-1], dtype=jnp.float32)
         return log_conf - self.decay * pos[None, :]
 
-    def init(self, ctx: driver.Context, x: Array) -> Any:
-        return jnp.int32(0)
-
     def step(
-        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, at: driver.StepInfo
     ) -> tuple[Array, Any]:
-        del t, s
-        masked, n_decode = decode_counts(ctx, x, aux, last)
+        masked, n_decode = decode_counts(ctx, x, at.index, at.last)
         log_probs = ctx.denoise(x, network_time(ctx, x))
-        tokens = draw_tokens(key, log_probs, argmax=last and ctx.argmax)
+        tokens = draw_tokens(key, log_probs, argmax=at.last and ctx.argmax)
         decode = top_ranked(self.score(log_probs, tokens), masked, n_decode)
-        return jnp.where(decode, tokens, x), aux + 1
+        return jnp.where(decode, tokens, x), aux
 
 
 pc_sampler = driver.public(PCSampler)

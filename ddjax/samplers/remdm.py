@@ -136,12 +136,13 @@ class Remdm(driver.Step):
         expected = driver.max_decoded(ctx.process, ctx.steps, ctx.t_max, ctx.shape[1], per_step)
         return masking.capacity_for(None, expected, ctx.shape[1], ctx.process.vocab_size)
 
-    def init(self, ctx: driver.Context, x: Array) -> Any:
+    def init(self, ctx: driver.Context, x: Array, grid: Array) -> Any:
         return jnp.zeros(x.shape, jnp.float32)  # the confidence of each decoded token
 
     def step(
-        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, at: driver.StepInfo
     ) -> tuple[Array, Any]:
+        t, s, last = at.t, at.s, at.last
         conf, mask_id = aux, ctx.process.mask_id
         free = None if ctx.fixed is None else ctx.fixed < 0
         a_t, oma_t, oma_s, t_net, sigma = self.times(ctx.process, t, s)

@@ -120,34 +120,33 @@ class Smc(driver.Step):
         g = self.log_potential(x, t)
         return weights.scores("log_potential", self.log_potential, g, x.shape[0], ctx.debug)
 
-    def init(self, ctx: driver.Context, x: Array) -> Any:
+    def init(self, ctx: driver.Context, x: Array, grid: Array) -> Any:
         rows, n = x.shape[0], self.num_particles
         b = rows // n
-        t0 = self.grid(ctx.process, ctx.steps, ctx.shape[1], ctx.t_max)[0]
-        g = self._potential(ctx, x, jnp.broadcast_to(t0, (rows,)))
+        steps = grid.shape[0] - 1
+        g = self._potential(ctx, x, jnp.broadcast_to(grid[0], (rows,)))
         return {
             "g": g,
             "log_w": g.reshape(b, n),
             "log_z": jnp.zeros((b,), jnp.float32),
-            "ess": jnp.zeros((ctx.steps, b), jnp.float32),
-            "resampled": jnp.zeros((ctx.steps, b), bool),
-            "i": jnp.int32(0),
+            "ess": jnp.zeros((steps, b), jnp.float32),
+            "resampled": jnp.zeros((steps, b), bool),
             "choice": jnp.zeros((b,), jnp.int32),
         }
 
     def step(
-        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, at: driver.StepInfo
     ) -> tuple[Array, Any]:
         n = self.num_particles
         k_prop, k_res = jax.random.split(key)
-        x_s = driver.clamp(self._propose(k_prop, ctx, x, t, s, last), ctx.fixed)
-        g_s = self._potential(ctx, x_s, s)
+        x_s = driver.clamp(self._propose(k_prop, ctx, x, at), ctx.fixed)
+        g_s = self._potential(ctx, x_s, at.s)
         log_w = aux["log_w"] + (g_s - aux["g"]).reshape(-1, n)
         ess = weights.ess(log_w)
         epoch = jax.nn.logsumexp(log_w, axis=-1) - math.log(n)  # log mean weight
-        i = aux["i"]
-        out = dict(aux, ess=aux["ess"].at[i].set(ess), i=i + 1)
-        if last:
+        i = at.index
+        out = dict(aux, ess=aux["ess"].at[i].set(ess))
+        if at.last:
             out.update(choice=weights.pick(k_res, log_w), log_z=aux["log_z"] + epoch, log_w=log_w)
             return x_s, out
         do = ess < self.ess_threshold * n
@@ -163,13 +162,11 @@ class Smc(driver.Step):
         )
         return x_s, out
 
-    def _propose(
-        self, key: Array, ctx: driver.Context, x: Array, t: Array, s: Array, last: bool
-    ) -> Array:
+    def _propose(self, key: Array, ctx: driver.Context, x: Array, at: driver.StepInfo) -> Array:
         """The ancestral step of every particle, in ``particle_batches`` batches."""
         parts = self.particle_batches
         if parts == 1:
-            return _PROPOSAL.step(key, ctx, x, None, t, s, last)[0]
+            return _PROPOSAL.step(key, ctx, x, None, at)[0]
         rows, length = x.shape
         b, per = rows // self.num_particles, self.num_particles // parts
 
@@ -182,10 +179,10 @@ class Smc(driver.Step):
 
         def one(args: tuple[Array, Array, Array, Array]) -> Array:
             k, xj, tj, sj = args
-            return _PROPOSAL.step(k, sub, xj, None, tj, sj, last)[0]
+            return _PROPOSAL.step(k, sub, xj, None, dataclasses.replace(at, t=tj, s=sj))[0]
 
         keys = jax.random.split(key, parts)
-        out = jax.lax.map(one, (keys, split(x), split(t), split(s)))  # [parts, B * per, L]
+        out = jax.lax.map(one, (keys, split(x), split(at.t), split(at.s)))  # [parts, B * per, L]
         return jnp.moveaxis(out.reshape(parts, b, per, length), 0, 1).reshape(rows, length)
 
     def finish(self, ctx: driver.Context, x: Array, aux: Any) -> tuple[Array, Any]:

@@ -71,18 +71,8 @@ def reverse_from(
     The reverse diffusion started from the state x_t int32[B, L] at t: the prior step of
     split Gibbs (and a full unconditional draw from t = 1 from the prior). int32[B, L].
     """
-    b = x_t.shape[0]
     grid = jnp.linspace(t, 0.0, steps + 1).astype(jnp.float32)
-    times = jnp.broadcast_to(grid[:, None], (steps + 1, b))
-    keys = jax.random.split(key, steps)
-    aux = step.init(ctx, x_t)
-
-    def body(carry, inputs):
-        k, tt, ss = inputs
-        return step.step(k, ctx, carry[0], carry[1], tt, ss, False), None
-
-    (x, aux), _ = jax.lax.scan(body, (x_t, aux), (keys[:-1], times[:-2], times[1:-1]))
-    return step.step(keys[-1], ctx, x, aux, times[-2], times[-1], True)[0]
+    return driver.run(step, key, ctx, x_t, grid)
 
 
 def check_log_likelihood(log_likelihood: Any, shape: tuple[int, int], who: str) -> None:

@@ -124,20 +124,20 @@ class Svdd(driver.Step):
         _PROPOSAL.validate(process, shape, steps)
 
     def _shares_calls(self, ctx: driver.Context) -> bool:
-        return isinstance(self.value_fn, SvddValue) and self.value_fn.denoiser is ctx.raw
+        return isinstance(self.value_fn, SvddValue) and self.value_fn.denoiser is ctx.base.denoiser
 
     def network_calls(self, steps: int, length: int) -> int:
         return steps
 
-    def init(self, ctx: driver.Context, x: Array) -> Any:
+    def init(self, ctx: driver.Context, x: Array, grid: Array) -> Any:
         if not self._shares_calls(ctx):
             return None
-        t0 = self.grid(ctx.process, ctx.steps, ctx.shape[1], ctx.t_max)[0]
-        return ctx.base(x, jnp.broadcast_to(t0, (x.shape[0],)))
+        return ctx.base(x, jnp.broadcast_to(grid[0], (x.shape[0],)))
 
     def step(
-        self, key: Array, ctx: driver.Context, x: Array, aux: Any, t: Array, s: Array, last: bool
+        self, key: Array, ctx: driver.Context, x: Array, aux: Any, at: driver.StepInfo
     ) -> tuple[Array, Any]:
+        t, s, last = at.t, at.s, at.last
         m = self.num_candidates
         b = x.shape[0]
         k_prop, k_pick = jax.random.split(key)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,9 @@ __all__ = [
     "compose_rows",
     "option_rows",
     "contract",
+    "Checked",
+    "OwnPosterior",
+    "own_posterior",
 ]
 
 Denoiser = Callable[[Array, Array], Array]
@@ -174,37 +177,60 @@ def option_rows(
     return compose_rows(temp, topk, topp)
 
 
-def contract(denoiser: Denoiser, vocab_size: int, *, debug: bool = False) -> Denoiser:
-    """The denoiser with its output checked against the contract.
+@runtime_checkable
+class OwnPosterior(Protocol):
+    """A denoiser that carries its own reverse step (a declared capability).
 
-    The output must be float log-probabilities of shape [B, L, K] for x_t [B, L], K =
-    ``vocab_size`` data tokens (never the mask): anything else is a ValueError at trace
-    time, naming the shapes. With ``debug=True`` a ``checkify`` check reports NaN
-    outputs from inside the compiled loop (see :func:`ddjax.samplers.driver.sample`).
+    ``posterior_probs(process, x_t, s, t, rows)`` is q(x_s | x_t) float32[B, L, N] from
+    the denoiser's own parts, with ``rows`` (the row transforms the sampler applies: its
+    renormalisation, the user's transforms, the temperature / top-k / top-p options)
+    applied to each x0 distribution it uses. :func:`ddjax.guidance.cfg` with
+    ``mode="posterior"`` returns one. The driver finds it through :class:`Transformed`
+    wrappers; a sampler that cannot use it (``Step.uses_own_posterior`` False) is a
+    TypeError, so the mode is never dropped silently.
     """
 
-    def checked(x_t: Array, t: Array) -> Array:
-        out = denoiser(x_t, t)
-        want = (*x_t.shape, vocab_size)
+    def posterior_probs(
+        self, process: Any, x_t: Array, s: Array, t: Array, rows: RowTransform
+    ) -> Array: ...
+
+
+def own_posterior(denoiser: Denoiser) -> OwnPosterior | None:
+    """The innermost denoiser of ``denoiser``'s transforms when it has its own reverse step."""
+    inner, _ = split_rows(denoiser)
+    return inner if isinstance(inner, OwnPosterior) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """A denoiser whose output is checked against the contract (see :func:`contract`)."""
+
+    denoiser: Denoiser
+    vocab_size: int
+    debug: bool = False
+
+    def __call__(self, x_t: Array, t: Array) -> Array:
+        out = self.denoiser(x_t, t)
+        want = (*x_t.shape, self.vocab_size)
         shape = getattr(out, "shape", None)
         if shape != want:
             classes = "" if shape is None or len(shape) == 0 else f" ({shape[-1]} classes)"
             hint = (
-                f"; log-probs are over the {vocab_size} data tokens, never the mask: convert "
-                "network logits with dd.parameterizations.logits_to_log_probs"
+                f"; log-probs are over the {self.vocab_size} data tokens, never the mask: "
+                "convert network logits with dd.parameterizations.logits_to_log_probs"
                 if shape is not None and len(shape) == len(want) and shape[:-1] == want[:-1]
                 else ""
             )
             raise ValueError(
                 f"the denoiser returned shape {shape}{classes} for x_t {tuple(x_t.shape)}; "
-                f"expected {want} (process.vocab_size = {vocab_size}){hint}"
+                f"expected {want} (process.vocab_size = {self.vocab_size}){hint}"
             )
         check(
             jnp.issubdtype(out.dtype, jnp.floating),
             f"the denoiser must return float log-probabilities, got dtype {out.dtype}",
         )
         out = out.astype(jnp.float32)
-        if debug:
+        if self.debug:
             checkify.check(
                 ~jnp.any(jnp.isnan(out)), "the denoiser returned NaN at t = {t}", t=t.reshape(-1)[0]
             )
@@ -215,4 +241,14 @@ def contract(denoiser: Denoiser, vocab_size: int, *, debug: bool = False) -> Den
             )
         return out
 
-    return checked
+
+def contract(denoiser: Denoiser, vocab_size: int, *, debug: bool = False) -> Checked:
+    """The denoiser with its output checked against the contract.
+
+    The output must be float log-probabilities of shape [B, L, K] for x_t [B, L], K =
+    ``vocab_size`` data tokens (never the mask): anything else is a ValueError at trace
+    time, naming the shapes. With ``debug=True`` a ``checkify`` check reports NaN
+    outputs from inside the compiled loop (see :func:`ddjax.samplers.driver.sample`).
+    ``.denoiser`` is the unchecked one (e.g. to recognise a value function built on it).
+    """
+    return Checked(denoiser, vocab_size, debug)

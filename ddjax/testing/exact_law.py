@@ -75,6 +75,7 @@ def step_matrix(
     step = STEP_CLASSES[name](**options)
     states = all_states(process.num_states, length)
     ctx = driver.context(process, denoise, (states.shape[0], length), None, **common)
+    driver.check_denoiser(step, ctx)
 
     def matrix(t: jax.Array, s: jax.Array, last: bool = False) -> jax.Array:
         num = states.shape[0]
