@@ -23,7 +23,7 @@ KV buffers: shapes are static, so every block (position) costs the same whatever
 place. The rows are compiled first, then timed in ``--repeats`` interleaved rounds (the
 fastest of each), so a change of machine load moves every row alike.
 
-Targets (from issue 12): (b) at block 16 <= 2x (c) per token and >= 10x cheaper than
+Targets: (b) at block 16 <= 2x (c) per token and >= 10x cheaper than
 (a). The cache's memory (the prefix's keys and values) is printed against the
 parameters'. Threshold decoding (confidence, ``threshold``) inside blocks of 16: calls
 per token, on this random network (no trained model here, so no generative perplexity).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issue 13): under 8 minutes on one GPU.
+# The GPU check: under 8 minutes on one GPU.
 #
 #   bash benchmarks/device_check.sh            # on the GPU machine, from anywhere
 #   DEVICE_CHECK_MODE=cpu bash benchmarks/device_check.sh   # the same steps at toy size
@@ -11,8 +11,8 @@
 #    tokens for two minutes, printing tokens/s and MFU against the chip's peak;
 # 4. prints the sampler overhead ratios at K = 50258;
 # 5. prints block diffusion's cost per token against AR with the KV cache at L = 1024
-#    (issue 12's target: block 16 within 2x AR, compute-bound and missed on the CPU) and
-#    smc / svdd against N x ancestral at K = 50258 (issue 11's 1.2x).
+#    (the target: block 16 within 2x AR, compute-bound and missed on the CPU) and
+#    smc / svdd against N x ancestral at K = 50258 (the target: 1.2x).
 # Results go to $OUT (default runs/device_check): train.json, samplers.md, blocks.md,
 # steering.md.
 set -euo pipefail

@@ -9,7 +9,7 @@ for masked_elbo, uniform_elbo and score_entropy under jit:
 * time: the best of a few runs, as a multiple of one jitted ``log_softmax`` over
   the same array.
 
-Targets (issue 2): peak <= 1.5x, time <= 3x.
+Targets: peak <= 1.5x, time <= 3x.
 
     python benchmarks/losses.py            # the full size (about 5 GB of RAM)
     python benchmarks/losses.py --small    # a quick run

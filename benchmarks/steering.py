@@ -1,6 +1,6 @@
 """Steering cost: smc (num_particles = N) and svdd (num_candidates = N) against ancestral.
 
-The issue's target: a steering sampler costs at most 1.2 x N x ancestral at equal steps
+The target: a steering sampler costs at most 1.2 x N x ancestral at equal steps
 (its weights, resampling and candidate draws must not dominate). Measured as
 
     ratio = time(method, N) / (N * time(ancestral))

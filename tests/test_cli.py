@@ -491,7 +491,7 @@ def test_ar_experiment_stops_at_eos():
     assert stopped  # the random network draws EOS (1 of the smoke alphabet) in 32 tokens
 
 
-# -- unusable inputs: one line naming the input, no traceback (issue 20 item 4) ---------------
+# -- unusable inputs: one line naming the input, no traceback ---------------------------------
 
 
 def _cli_in_process(monkeypatch, capsys, *args):

@@ -1,4 +1,4 @@
-"""Posterior and planned samplers against their exact targets (issue 11, items 4-8).
+"""Posterior and planned samplers against their exact targets.
 
 split_gibbs and aps on small enumerable inverse problems (the exact posterior is
 ``target.tilted(log_likelihood)``), ddpd with the oracle's exact planner and denoiser,

@@ -123,7 +123,8 @@ class ScheduledMasking(PositionMasking):
 CUSTOM = PositionMasking(powers=jnp.array([1.0, 2.0]), vocab_size=K)
 SCHEDULED = ScheduledMasking(powers=jnp.ones(L), vocab_size=K)
 BUILTIN = dd.processes.Masking(K, dd.schedules.LogLinear(eps=1e-3))  # SCHEDULED's twin
-ALL_STEPS = (*dd.samplers.STEPS, *dd.samplers.STEERING)
+ALL_STEPS = dd.samplers.step_classes("common", "required")  # every driver step the
+# registry runs through the common call shape
 
 
 def meets(process: Any, cls: type) -> bool:
@@ -141,7 +142,7 @@ def target() -> testing.ExactTarget:
 
 
 def _draw(name: str, process: Any, den: Any, n: int, steps: int, **options: Any) -> np.ndarray:
-    fn = {**dd.samplers.SAMPLERS, **dd.samplers.STEERING_SAMPLERS}[name]
+    fn = dd.samplers.REGISTRY[name].function
     draw = fast_jit(jax.vmap(lambda k: fn(k, den, process, (1000, L), steps=steps, **options)))
     x = np.asarray(draw(jax.random.split(jax.random.key(1), n // 1000))).reshape(-1, L)
     assert x.min() >= 0 and x.max() < K, name
@@ -163,7 +164,7 @@ def test_the_protocol_only_processes_meet_some_of_every_kind() -> None:
     assert {"smc", "svdd", "edlm"} <= per_position
     assert "first_hitting" not in per_position  # no schedule: alpha differs per position
     scheduled = {c.name for c in ALL_STEPS if meets(SCHEDULED, c)}
-    assert scheduled >= per_position | {"first_hitting", "remdm", "confidence", "pc_sampler"}
+    assert scheduled >= per_position | {"first_hitting", "remdm", "confidence", "pc_sampler", "aps"}
     assert {c.name for c in ALL_STEPS} - scheduled == {"tweedie"}  # score, undo_transition
 
 
@@ -205,13 +206,16 @@ def test_scheduled_protocol_process_has_its_builtin_twins_law(name: str) -> None
 
 
 def test_scheduled_protocol_process_runs_the_schedule_samplers() -> None:
-    """first_hitting at L steps is exact; remdm, confidence and pc_sampler draw the law
-    they draw on the built-in twin (two-sample TV within the Monte Carlo floor)."""
+    """first_hitting at L steps is exact; remdm, confidence, pc_sampler and aps draw the
+    law they draw on the built-in twin (two-sample TV within the Monte Carlo floor)."""
     tgt = target()
     n = 20_000
     x = _draw("first_hitting", SCHEDULED, tabulated(tgt, SCHEDULED), n, L)
     assert testing.total_variation(x, tgt) < 1.6 * testing.tv_floor(tgt, n) + 0.003
-    for name, options in (("remdm", {"eta": 0.05}), ("confidence", {}), ("pc_sampler", {})):
+    codebook = jnp.arange(K, dtype=jnp.float32)
+    aps = {"measurement_loss": lambda v: 0.5 * v.sum(-1), "codebook": codebook, "anchor": "random"}
+    schedule_samplers = {"remdm": {"eta": 0.05}, "confidence": {}, "pc_sampler": {}, "aps": aps}
+    for name, options in schedule_samplers.items():
         ours = _draw(name, SCHEDULED, tabulated(tgt, SCHEDULED), n, 2, **options)
         twin = testing.empirical_probs(
             _draw(name, BUILTIN, tabulated(tgt, BUILTIN), n, 2, **options), K

@@ -4,11 +4,15 @@ Every sampler is a step object (:class:`ddjax.samplers.driver.Step`: its per-ste
 network calls and the process capabilities it needs) run by the one driver
 (:func:`ddjax.samplers.driver.sample`), which compiles to one ``lax.scan`` over steps and
 draws through the tail-exact :func:`categorical`. A new sampler is one file with its
-step class and ``driver.public(...)``, registered in :data:`STEPS` below.
+step class and ``driver.public(...)``, plus its entry in the one registry,
+:data:`REGISTRY` (:mod:`ddjax.samplers.registry`: a kind per entry); every list below
+and ``__all__`` are read from it.
 """
 
+# ruff: noqa: F401  (re-exports: __all__ is read from the registry, not listed by hand)
+
 from ddjax.random import categorical, gumbel
-from ddjax.samplers import driver, transforms, weights
+from ddjax.samplers import driver, registry, transforms, weights
 from ddjax.samplers.ancestral import Ancestral, ancestral
 from ddjax.samplers.aps import APS, aps
 from ddjax.samplers.autoregressive import autoregressive  # not a step class: causal models
@@ -21,6 +25,7 @@ from ddjax.samplers.euler import Euler, euler
 from ddjax.samplers.first_hitting import FirstHitting, first_hitting
 from ddjax.samplers.flow import DfmEuler, dfm_euler
 from ddjax.samplers.pc_sampler import PCSampler, pc_sampler
+from ddjax.samplers.registry import KINDS, REGISTRY, Entry, entries, step_classes
 from ddjax.samplers.remdm import Remdm, remdm
 from ddjax.samplers.smc import Smc, SmcInfo, smc
 from ddjax.samplers.split_gibbs import split_gibbs
@@ -35,32 +40,17 @@ from ddjax.samplers.theta import ThetaRK2, ThetaTrapezoidal, theta_rk2, theta_tr
 from ddjax.samplers.transforms import temperature, top_k, top_p
 from ddjax.samplers.tweedie import Tweedie, tweedie
 
-# The one registry: every sampler's step class.
-STEPS: tuple[type[driver.Step], ...] = (
-    Ancestral,
-    Euler,
-    TauLeaping,
-    Tweedie,
-    PredictorCorrector,
-    ThetaTrapezoidal,
-    ThetaRK2,
-    DfmEuler,
-    FirstHitting,
-    Remdm,
-    Confidence,
-    PCSampler,
-)
-
-# Steering samplers (issue 11): step classes on the driver too, with required options
-# (a potential, value or sequence model), so they are kept out of STEPS / SAMPLERS, whose
-# entries run with only the common options. Each has a one-step law test
-# (tests/test_step_laws.py, STEERING_COVERED).
-STEERING: tuple[type[driver.Step], ...] = (Smc, Svdd, Edlm)
-STEERING_SAMPLERS = {cls.name: cls.function for cls in STEERING}
+# Views of the one registry (:mod:`ddjax.samplers.registry`).
+# The driver samplers that run with the common options alone.
+STEPS: tuple[type[driver.Step], ...] = step_classes("common")
+# The driver samplers with required options (a potential, value, sequence model or
+# measurement: steering and guided posterior sampling).
+STEERING: tuple[type[driver.Step], ...] = step_classes("required")
+STEERING_SAMPLERS = {e.name: e.function for e in entries("required")}
 
 STEP_CLASSES: dict[str, type[driver.Step]] = {cls.name: cls for cls in STEPS}
-# name -> the public function (driver.public(cls) of each step class)
-SAMPLERS = {cls.name: cls.function for cls in STEPS}
+# name -> the public function, for the samplers that run with the common options alone
+SAMPLERS = {e.name: e.function for e in entries("common")}
 
 # Samplers of masking processes only (they raise TypeError for other processes).
 MASKING_ONLY: tuple[str, ...] = tuple(c.name for c in STEPS if "mask" in c.needs)
@@ -81,41 +71,14 @@ def network_calls(name: str, steps: int, seq_len: int, **options: object) -> int
 
 
 __all__ = [
-    "ancestral",
-    "euler",
-    "tau_leaping",
-    "tweedie",
-    "predictor_corrector",
-    "theta_trapezoidal",
-    "theta_rk2",
-    "dfm_euler",
-    "first_hitting",
-    "remdm",
-    "confidence",
-    "block_diffusion",
+    *REGISTRY,  # every public sampler function
+    *(c.__name__ for c in step_classes()),  # and its step class
     "BlockDenoiser",
-    "autoregressive",
-    "count_calls",
-    "check_samples",
-    "pc_sampler",
-    *(c.__name__ for c in STEPS),
-    # posterior / planned samplers with their own call shapes (not in STEPS)
-    "split_gibbs",
-    "aps",
-    "APS",
-    "ddpd",
-    "DDPD",
-    # steering (issue 11)
-    "smc",
-    "svdd",
-    "svdd_value",
-    "edlm",
-    *(c.__name__ for c in STEERING),
     "SmcInfo",
     "SvddValue",
-    "STEERING",
-    "STEERING_SAMPLERS",
-    "weights",
+    "svdd_value",
+    "count_calls",
+    "check_samples",
     "categorical",
     "gumbel",
     "temperature",
@@ -123,10 +86,19 @@ __all__ = [
     "top_p",
     "driver",
     "transforms",
+    "weights",
+    "registry",
+    "Entry",
+    "KINDS",
+    "REGISTRY",
+    "entries",
+    "step_classes",
+    "STEPS",
+    "STEERING",
+    "STEERING_SAMPLERS",
+    "STEP_CLASSES",
+    "SAMPLERS",
     "MASKING_ONLY",
     "NETWORK_CALLS",
     "network_calls",
-    "SAMPLERS",
-    "STEPS",
-    "STEP_CLASSES",
 ]

@@ -562,7 +562,6 @@ def public(cls: type[Step]) -> Callable[..., Array | tuple[Array, Array]]:
     sampler.__name__ = sampler.__qualname__ = cls.name
     sampler.__doc__ = (cls.__doc__ or "") + _COMMON_DOC
     sampler.step_class = cls
-    cls.function = sampler  # the registry (samplers.SAMPLERS) reads it from the class
     return sampler
 
 

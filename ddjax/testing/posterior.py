@@ -1,4 +1,4 @@
-"""Oracle pieces for steering and posterior samplers (issue 11).
+"""Oracle pieces for steering and posterior samplers.
 
 The exact tilted law / likelihood posterior is :meth:`ddjax.testing.ExactTarget.tilted`
 and the exact joint p(x0 | x_t) is :meth:`ddjax.testing.ExactTarget.posterior`; here:
