@@ -13,7 +13,10 @@ from typing import Any
 
 import jax
 
+from experiments import components
 from experiments.common import ConfigError
+from experiments.data import IMAGE_DATASETS, TEXT_DATASETS
+from experiments.sample_config import check_sample
 
 MODEL_NAMES = ("dit", "ar", "unet")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -38,9 +41,6 @@ def _positive(cfg: Any, *keys: str, zero_ok: bool = False) -> None:
 
 def check_config(cfg: Any) -> None:
     """Raises ConfigError for the first config value that cannot work (see module doc)."""
-    from experiments import components
-    from experiments.data import IMAGE_DATASETS, TEXT_DATASETS
-
     d = cfg.data
     _choice("data.name", d.name, TEXT_DATASETS + IMAGE_DATASETS)
     if d.name in TEXT_DATASETS and d.name not in ("tokens", "owt", "lm1b"):
@@ -88,62 +88,11 @@ def check_config(cfg: Any) -> None:
             f"train.batch_size={bs} must be divisible by the {n_dev} devices ({n_proc} processes)"
         )
     _choice("eval.split", cfg.eval.split, ("valid", "test"))
-    _choice("sample.guidance", cfg.sample.guidance, ("none", "cfg"))
-    num_classes = int(cfg.model.num_classes)
-    if cfg.sample.guidance == "cfg" and num_classes == 0:
-        raise ConfigError(
-            "sample.guidance='cfg' needs a class-conditional model (model.num_classes > 0)"
-        )
-    if num_classes > 0 and not -1 <= int(cfg.sample.class_label) < num_classes:
-        raise ConfigError(
-            f"sample.class_label={cfg.sample.class_label} must be -1 (every class) or "
-            f"0..{num_classes - 1}"
-        )
-    if cfg.sample.prompt and cfg.sample.template:
-        raise ConfigError("give sample.prompt or sample.template, not both")
-    if float(cfg.sample.temperature) <= 0:
-        raise ConfigError(f"sample.temperature must be > 0, got {cfg.sample.temperature}")
-    from experiments.sampling import sampler_options
-
-    sampler_options(cfg)  # sample.sampler and sample.options
-    _check_sample_blocks(cfg)
-
-
-def _check_sample_blocks(cfg: Any) -> None:
-    """sample.block_size, sample.eos_id and sample.threshold (block diffusion, EOS
-    stopping, threshold decoding)."""
-    s = cfg.sample
-    for key, lo in (("block_size", 0), ("eos_id", -1)):
-        value = s[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-            raise ConfigError(f"sample.{key} must be an integer >= {lo}, got {value!r}")
-    bs, seq_len = int(s.block_size), int(cfg.data.seq_len)
-    masking = cfg.process.name == "masking"
-    if bs and seq_len % bs:
-        raise ConfigError(f"sample.block_size={bs} must divide data.seq_len={seq_len}")
-    ar = cfg.loss.name == "ar"  # the AR sampler stops at EOS itself
-    if (bs or (s.eos_id >= 0 and not ar)) and not masking:
-        key = "sample.block_size" if bs else "sample.eos_id"
-        raise ConfigError(
-            f"{key} (block diffusion) needs process.name='masking' (or an AR model for "
-            f"sample.eos_id), got {cfg.process.name!r}"
-        )
-    if (bs or s.eos_id >= 0 or cfg.loss.name == "block_masked_elbo") and s.guidance != "none":
-        raise ConfigError("sample.guidance is not available with block diffusion")
-    thr = s.threshold
-    if not isinstance(thr, (int, float)) or isinstance(thr, bool) or not 0.0 <= thr <= 1.0:
-        raise ConfigError(f"sample.threshold must be a number in [0, 1] (0 = off), got {thr!r}")
-    if thr > 0 and s.sampler != "confidence":
-        raise ConfigError(
-            f"sample.threshold (threshold decoding) needs sample.sampler='confidence', "
-            f"got {s.sampler!r}"
-        )
+    check_sample(cfg)  # the sample section, as experiments.generation reads it
 
 
 def _check_blocks(cfg: Any) -> None:
     """loss.block_size (block_masked_elbo, BD3-LM) and the clipped schedule's range."""
-    from experiments import components
-
     loss = cfg.loss
     bs = loss.block_size
     if not isinstance(bs, int) or isinstance(bs, bool) or bs < 0:

@@ -2,8 +2,8 @@
 
 The jobs live in their own modules: :mod:`experiments.train` (``--mode=train``),
 :mod:`experiments.evaluation` (``--mode=eval``) and :mod:`experiments.sampling`
-(``--mode=sample``); the data sets in :mod:`experiments.data` and the model in
-:mod:`experiments.model`.
+(``--mode=sample``, drawing through :mod:`experiments.generation`); the data sets in
+:mod:`experiments.data` and the model in :mod:`experiments.model`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import sys
 from typing import Any
 
 from experiments import model
+from experiments.checks import check_config
 from experiments.data import Data, load_data
 from experiments.evaluation import evaluate, evaluate_nelbo
+from experiments.generation import generate
 from experiments.model import Experiment, make_state
-from experiments.sampling import generate, sample
+from experiments.run_config import check_resume_config
+from experiments.sampling import sample
 from experiments.train import train
 
 # Old entry points kept for benchmarks/train.py and tests/test_training.py (outside this
@@ -49,9 +52,6 @@ def run(cfg: Any, workdir: str, mode: str) -> dict[str, Any]:
     :func:`experiments.checks.check_config` (a bad value fails before anything runs) and
     :func:`experiments.run_config.check_resume_config` (a config that cannot continue
     the run already in ``workdir`` fails before anything is read or written)."""
-    from experiments.checks import check_config
-    from experiments.run_config import check_resume_config
-
     if mode not in ("train", "eval", "sample"):
         raise ValueError(f"unknown mode {mode!r}; use train, eval or sample")
     check_config(cfg)

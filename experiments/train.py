@@ -16,8 +16,9 @@ from experiments.checks import check_config
 from experiments.common import ConfigError, make_workdir, say
 from experiments.evaluation import evaluate_nelbo, make_eval_fn, report_eval
 from experiments.model import build, checkpointer, eval_params, make_state
+from experiments.prompts import prompt_tokens
 from experiments.run_config import flatten
-from experiments.sampling import prompt_tokens, sample_and_write
+from experiments.sampling import sample_and_write
 
 log = logging.getLogger(__name__)
 

@@ -190,7 +190,7 @@ def test_sample_options_reach_the_sampler(smoke_exp, monkeypatch):
     import functools
 
     import ddjax as dd
-    from experiments import sampling
+    from experiments import generation
 
     real = dd.samplers.SAMPLERS["remdm"]
     seen = {}
@@ -202,7 +202,7 @@ def test_sample_options_reach_the_sampler(smoke_exp, monkeypatch):
 
     monkeypatch.setitem(dd.samplers.SAMPLERS, "remdm", recording)
     exp = _with_sample(smoke_exp, sampler="remdm", options={"eta": 0.02, "t_on": 0.6})
-    samples = sampling.generate(exp, exp.params, 2, seed=0)
+    samples = generation.generate(exp, exp.params, 2, seed=0)
     assert samples.shape == (2, exp.data.seq_len)
     assert seen == {"steps": 16, "eta": 0.02, "t_on": 0.6}
 
@@ -211,11 +211,11 @@ def test_remdm_eta_changes_the_samples(smoke_exp):
     """The option is not just accepted: remasking (eta > 0) moves the draw."""
     import numpy as np
 
-    from experiments import sampling
+    from experiments import generation
 
     def draw(eta):
         exp = _with_sample(smoke_exp, sampler="remdm", options={"eta": eta})
-        return sampling.generate(exp, exp.params, 4, seed=3)
+        return generation.generate(exp, exp.params, 4, seed=3)
 
     assert not np.array_equal(draw(0.0), draw(0.5))
 
@@ -224,32 +224,32 @@ def test_sample_options_are_checked_against_the_signature():
     import inspect
 
     import ddjax as dd
-    from experiments import sampling
+    from experiments import sample_config
     from experiments.common import ConfigError
 
-    assert sampling.sampler_options(_smoke("remdm", eta=0.02)) == {"eta": 0.02}
-    assert sampling.sampler_options(_smoke("theta_trapezoidal", theta=0.3, multi_jump=True))
-    assert sampling.sampler_options(_smoke("predictor_corrector", n_corrector=2))
-    assert sampling.sampler_options(_smoke("first_hitting", tokens_per_call=2))
+    assert sample_config.sampler_options(_smoke("remdm", eta=0.02)) == {"eta": 0.02}
+    assert sample_config.sampler_options(_smoke("theta_trapezoidal", theta=0.3, multi_jump=True))
+    assert sample_config.sampler_options(_smoke("predictor_corrector", n_corrector=2))
+    assert sample_config.sampler_options(_smoke("first_hitting", tokens_per_call=2))
 
     job = {"key", "denoiser", "process", "shape", "steps", "temperature", "fixed"}
     job.add("return_trajectory")
     params = inspect.signature(dd.samplers.SAMPLERS["remdm"]).parameters
     valid = [p for p in params if p not in job]
     with pytest.raises(ConfigError) as e:
-        sampling.sampler_options(_smoke("remdm", etaa=0.02))
+        sample_config.sampler_options(_smoke("remdm", etaa=0.02))
     msg = str(e.value)
     assert "sample.options.etaa is unknown for sampler 'remdm'" in msg
     assert msg.endswith("valid options: " + ", ".join(valid))
     with pytest.raises(ConfigError, match="theta is unknown for sampler 'euler'"):
-        sampling.sampler_options(_smoke("euler", theta=0.5))
+        sample_config.sampler_options(_smoke("euler", theta=0.5))
     # what the job sets itself is not an option: its config key is named instead
     with pytest.raises(ConfigError, match=r"steps is set by the job \(sample.steps\)"):
-        sampling.sampler_options(_smoke("remdm", steps=3))
+        sample_config.sampler_options(_smoke("remdm", steps=3))
     with pytest.raises(ConfigError, match="temperature is set by the job"):
-        sampling.sampler_options(_smoke("remdm", temperature=0.5))
+        sample_config.sampler_options(_smoke("remdm", temperature=0.5))
     with pytest.raises(ConfigError) as e:
-        sampling.sampler_options(_smoke("remdmm"))
+        sample_config.sampler_options(_smoke("remdmm"))
     assert str(e.value) == f"unknown sample.sampler 'remdmm'; known: {sorted(dd.samplers.SAMPLERS)}"
 
 
@@ -431,7 +431,7 @@ def test_block_sampling_keys_are_checked_before_step_0():
 def test_trim_after_eos_keeps_one_eos_and_drops_the_pads():
     import numpy as np
 
-    from experiments.sampling import trim_after_eos
+    from experiments.outputs import trim_after_eos
 
     rows = np.array([[1, 2, 0, 0, 0], [1, 2, 3, 4, 1], [0, 0, 0, 0, 0], [2, 0, 1, 0, 0]])
     got = [r.tolist() for r in trim_after_eos(rows, 0)]
@@ -444,13 +444,13 @@ def test_block_sampling_from_the_config(smoke_exp):
     MDLM is bidirectional); a BD3-LM config samples with the KV cache."""
     import numpy as np
 
-    from experiments import model, sampling
+    from experiments import generation, model, outputs, sample_config
     from experiments.configs import base
 
     exp = _with_sample(smoke_exp, block_size=8, eos_id=0, steps=4)
-    x = np.asarray(sampling.generate(exp, exp.params, 3, seed=0))
+    x = np.asarray(generation.generate(exp, exp.params, 3, seed=0))
     assert x.shape == (3, 32)
-    texts = sampling.sample_texts(exp, x)
+    texts = outputs.sample_texts(exp, x)
     for row, text in zip(x, texts):  # everything after the first EOS (0) is the pad
         hits = np.flatnonzero(row == 0)
         if len(hits):
@@ -459,12 +459,12 @@ def test_block_sampling_from_the_config(smoke_exp):
         n = hits[0] + 1 if len(hits) else 32
         assert text == exp.data.decode(row[None, :n])[0]
     exp = _with_sample(smoke_exp, block_size=8, sampler="confidence", threshold=0.5, steps=8)
-    assert sampling.generate(exp, exp.params, 2, seed=0).shape == (2, 32)
+    assert generation.generate(exp, exp.params, 2, seed=0).shape == (2, 32)
 
     cfg = base.bd3lm(_smoke(), block_size=4)
     bd3 = model.build(cfg)
-    assert sampling.sample_block_size(cfg) == 4
-    x = np.asarray(sampling.generate(bd3, bd3.params, 2, seed=0))
+    assert sample_config.sample_block_size(cfg) == 4
+    x = np.asarray(generation.generate(bd3, bd3.params, 2, seed=0))
     assert x.shape == (2, 32) and (x < bd3.data.vocab_size).all()
 
 
@@ -473,17 +473,17 @@ def test_ar_experiment_stops_at_eos():
     (the EOS id), and the text ends at that EOS."""
     import numpy as np
 
-    from experiments import model, sampling
+    from experiments import generation, model, outputs
     from experiments.configs import base
 
     cfg = base.ar(_smoke())
     cfg.model.update(num_layers=1, width=32)
     cfg.sample.eos_id = 0
     exp = model.build(cfg)
-    x = np.asarray(sampling.generate(exp, exp.params, 8, seed=0))
+    x = np.asarray(generation.generate(exp, exp.params, 8, seed=0))
     assert x.shape == (8, 32)
     stopped = 0
-    for row, text in zip(x, sampling.sample_texts(exp, x)):
+    for row, text in zip(x, outputs.sample_texts(exp, x)):
         hits = np.flatnonzero(row == 0)
         n = hits[0] + 1 if len(hits) else 32
         stopped += n < 32
@@ -625,12 +625,12 @@ def test_sample_and_eval_paths_reject_a_model_that_outputs_nan(smoke_exp):
     import numpy as np
 
     from ddjax import training
-    from experiments import evaluation, sampling
+    from experiments import evaluation, generation
 
     bad = jax.tree.map(lambda p: np.full_like(p, np.nan), smoke_exp.params)
     with pytest.raises(training.NonFiniteError, match="invalid id -1"):
-        sampling.generate(smoke_exp, bad, 2, seed=0)
+        generation.generate(smoke_exp, bad, 2, seed=0)
     with pytest.raises(training.NonFiniteError, match="not finite"):
         evaluation.evaluate_nelbo(smoke_exp, bad, max_batches=1)
-    good = sampling.generate(smoke_exp, smoke_exp.params, 2, seed=0)
+    good = generation.generate(smoke_exp, smoke_exp.params, 2, seed=0)
     assert good.min() >= 0 and good.max() < smoke_exp.objective.process.vocab_size

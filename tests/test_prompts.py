@@ -5,7 +5,7 @@ against the oracle in tests/test_guidance.py and tests/test_samplers_*.py)."""
 import numpy as np
 import pytest
 
-from experiments import model, sampling
+from experiments import generation, model, prompts
 from experiments.configs import digits_mdlm, smoke
 
 
@@ -24,12 +24,12 @@ def _with(exp, **sample):
 
 def test_prompt_is_a_fixed_prefix(text_exp):
     exp = _with(text_exp, prompt="to be or")
-    fixed = sampling.prompt_tokens(exp, 3)
+    fixed = prompts.prompt_tokens(exp, 3)
     ids = exp.data.encode("to be or")
     assert fixed.shape == (3, exp.data.seq_len)
     np.testing.assert_array_equal(fixed[:, : len(ids)], np.broadcast_to(ids, (3, len(ids))))
     assert np.all(fixed[:, len(ids) :] == -1)
-    samples = sampling.generate(exp, exp.params, 3, seed=0)
+    samples = generation.generate(exp, exp.params, 3, seed=0)
     np.testing.assert_array_equal(samples[:, : len(ids)], fixed[:, : len(ids)])
     assert exp.data.decode(samples)[0].startswith("to be or")
 
@@ -42,12 +42,12 @@ def test_prompt_and_template_read_characters_by_one_rule(text_exp, capsys):
     text = "To be, or"
     fixed = {}
     for key in ("prompt", "template"):
-        fixed[key] = sampling.prompt_tokens(_with(text_exp, **{key: text}), 1)[0]
+        fixed[key] = prompts.prompt_tokens(_with(text_exp, **{key: text}), 1)[0]
         assert f"note: sample.{key} 'To be, or' is read as 'to be  or'" in capsys.readouterr().out
     np.testing.assert_array_equal(fixed["prompt"], fixed["template"])
     per_char = [text_exp.data.encode(c)[0] for c in "to be  or"]  # encode collapses spaces
     np.testing.assert_array_equal(fixed["prompt"][: len(text)], per_char)
-    sampling.prompt_tokens(_with(text_exp, prompt=text), 1)
+    prompts.prompt_tokens(_with(text_exp, prompt=text), 1)
     assert "note:" not in capsys.readouterr().out  # said once, not at every evaluation
 
     cfg = smoke.get_config()
@@ -56,14 +56,14 @@ def test_prompt_and_template_read_characters_by_one_rule(text_exp, capsys):
     raw = model.build(cfg)
     for key in ("prompt", "template"):
         with pytest.raises(ValueError, match=rf"sample.{key} character '~' \(position 2\) is not"):
-            sampling.prompt_tokens(_with(raw, **{key: "To~be"}), 1)
-    assert sampling.prompt_tokens(_with(raw, prompt="To be,"), 1)[0, 0] == raw.data.encode("T")[0]
+            prompts.prompt_tokens(_with(raw, **{key: "To~be"}), 1)
+    assert prompts.prompt_tokens(_with(raw, prompt="To be,"), 1)[0, 0] == raw.data.encode("T")[0]
 
 
 def test_template_underscores_are_free(text_exp):
     template = "to be or ____ to be"
     exp = _with(text_exp, template=template, sampler="first_hitting")
-    samples = sampling.generate(exp, exp.params, 2, seed=1)
+    samples = generation.generate(exp, exp.params, 2, seed=1)
     for text in exp.data.decode(samples):
         for i, ch in enumerate(template):
             if ch != "_":
@@ -82,7 +82,7 @@ def test_template_underscores_are_free(text_exp):
 )
 def test_bad_sample_options(text_exp, sample, match):
     with pytest.raises(ValueError, match=match):
-        sampling.generate(_with(text_exp, **sample), text_exp.params, 2, seed=0)
+        generation.generate(_with(text_exp, **sample), text_exp.params, 2, seed=0)
 
 
 def test_cfg_sampling_of_a_class_conditional_model():
@@ -90,9 +90,9 @@ def test_cfg_sampling_of_a_class_conditional_model():
     cfg.model.base_channels = 8
     cfg.sample.update(steps=4, guidance="cfg", gamma=2.0, class_label=3)
     exp = model.build(cfg)
-    samples = sampling.generate(exp, exp.params, 4, seed=0)
+    samples = generation.generate(exp, exp.params, 4, seed=0)
     assert samples.shape == (4, 64)
     assert samples.min() >= 0 and samples.max() < 17  # no mask id left
     bad = _with(exp, class_label=10)
     with pytest.raises(ValueError, match="class_label"):
-        sampling.generate(bad, exp.params, 2, seed=0)
+        generation.generate(bad, exp.params, 2, seed=0)

@@ -146,16 +146,16 @@ def test_sampling_splits_the_rows_over_processes(tmp_path):
     above checks that the split draw equals the one-device draw)."""
     script = (
         "import jax, numpy as np\n"
-        "from experiments import model, sampling\n"
+        "from experiments import generation, model\n"
         "from experiments.configs import smoke\n"
         "cfg = smoke.get_config(); cfg.sample.steps = 4\n"
         "exp = model.build(cfg)\n"
-        "g = sampling.generate_global(exp, exp.params, 4, 0)\n"
+        "g = generation.generate_global(exp, exp.params, 4, 0)\n"
         "rows = sorted(s.index[0].start for s in g.addressable_shards)\n"
         "assert [s.data.shape[0] for s in g.addressable_shards] == [2, 2], g.sharding\n"
         "assert rows == [0, 2], rows\n"
         "one = model.build(cfg, mesh=__import__('ddjax').training.make_mesh(jax.devices()[:1]))\n"
-        "np.testing.assert_array_equal(np.asarray(g), sampling.generate(one, one.params, 4, 0))\n"
+        "np.testing.assert_array_equal(np.asarray(g), generation.generate(one, one.params, 4, 0))\n"
         "print('OK')\n"
     )
     env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=2")

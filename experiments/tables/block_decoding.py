@@ -42,7 +42,7 @@ import jax
 import numpy as np
 
 import ddjax as dd
-from experiments import sampling
+from experiments.generation import sample_ar
 from experiments.tables import _report
 from experiments.tables.likelihood import quick_overrides
 from experiments.tables.sampling_quality import ar_nats, restore
@@ -214,7 +214,7 @@ def main() -> None:
 
     def measure_ar() -> dict[str, Any]:
         ar_x, wall = _report.timed(
-            lambda p, k: sampling.sample_ar(k, exp_ar.graphdef, p, shape, 1.0), params_ar, key
+            lambda p, k: sample_ar(k, exp_ar.graphdef, p, shape, 1.0), params_ar, key
         )
         q = quality(exp_ar, params_ar, exp_ar, ar_x)
         return {"calls": length, "calls_batched": length, "wall": wall, **q}

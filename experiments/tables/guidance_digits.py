@@ -23,7 +23,7 @@ import optax
 
 import ddjax as dd
 from ddjax import data as data_lib
-from experiments import sampling
+from experiments.outputs import save_image_grid
 from experiments.tables import _report
 from experiments.tables.sampling_quality import restore
 
@@ -161,7 +161,7 @@ def main() -> None:
         for gamma in GAMMAS:
             acc, grid = accuracy("cfg" if kind == "cfg" else "classifier", gamma)
             png = f"guidance_{'cfg' if kind == 'cfg' else 'clf'}_{gamma:g}.png"
-            sampling.save_image_grid(
+            save_image_grid(
                 grid.reshape(len(grid), *exp.data.image_shape), exp.data.vocab_size, str(out / png)
             )
             rows.append([kind, gamma, round(acc, 3), f"![{png}]({png})"])

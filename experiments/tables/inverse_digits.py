@@ -40,7 +40,7 @@ import numpy as np
 
 import ddjax as dd
 from ddjax import data as data_lib
-from experiments import sampling
+from experiments.outputs import save_image_grid
 from experiments.tables import _report
 from experiments.tables.guidance_digits import sklearn_classifier
 from experiments.tables.sampling_quality import restore
@@ -308,7 +308,7 @@ def main() -> None:
             k = min(num, 4)  # truth, observation, reconstruction: one row each
             grid = np.concatenate([truth[:k].reshape(k, SIDE, SIDE), picture[:k],
                                    x[:k].reshape(k, SIDE, SIDE)])  # fmt: skip
-            sampling.save_image_grid(grid, LEVELS, str(out / png))
+            save_image_grid(grid, LEVELS, str(out / png))
             calls = network_calls(method, s)
             rows.append([method, problem, round(acc, 3), round(mae, 3), calls, round(wall, 2),
                          f"![{png}]({png})"])  # fmt: skip
