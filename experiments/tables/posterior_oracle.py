@@ -1,4 +1,4 @@
-"""Oracle table for the posterior and planned samplers (issue 11): split_gibbs, aps, ddpd
+"""Oracle table for the posterior and planned samplers: split_gibbs, aps, ddpd
 and pc_sampler against their exact targets, with the oracle's exact denoiser (and exact
 planner), so every error is the method's own.
 

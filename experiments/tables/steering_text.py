@@ -1,4 +1,4 @@
-"""Inference-time steering on tiny Shakespeare (issue 11's text results).
+"""Inference-time steering on tiny Shakespeare (the text results).
 
 Table A, EDLM against ancestral: the MDLM's ancestral sampler at 8 / 16 / 64 steps, EDLM
 (``dd.samplers.edlm``) at the same steps with the project's AR model as ``log_joint``,
