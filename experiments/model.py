@@ -32,6 +32,13 @@ class Experiment:
     apply_fn: Callable[..., Array]
     mesh: Any
 
+    def with_sample(self, **sample: Any) -> Experiment:
+        """The same experiment (model, data, parameters) with ``cfg.sample`` options
+        changed, e.g. ``exp.with_sample(prompt="To be", steps=64)``; ``self`` is unchanged."""
+        cfg = self.cfg.copy_and_resolve_references()
+        cfg.sample.update(sample)
+        return dataclasses.replace(self, cfg=cfg)
+
 
 def make_apply_fn(graphdef: Any, cfg: Any, image_shape: tuple[int, ...] | None) -> Callable:
     """``apply_fn(params, x int32[B, L], t, labels, dropout_key=None, x0=None)

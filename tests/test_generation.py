@@ -62,14 +62,6 @@ def smoke_exp():
     return model.build(smoke.get_config())
 
 
-def _with(exp, **sample):
-    cfg = exp.cfg.copy_and_resolve_references()
-    cfg.sample.update(sample)
-    return model.Experiment(
-        cfg, exp.data, exp.objective, exp.graphdef, exp.params, exp.apply_fn, exp.mesh
-    )
-
-
 def _fixed(exp, prompt, num):
     """The prompt as the samplers hold it: one token per character, -1 after it."""
     row = np.full(32, -1, np.int32)  # the smoke config's seq_len
@@ -88,7 +80,7 @@ def _recording(seen, real):
 
 def test_one_sampler_call_for_a_confidence_config_with_threshold_and_prompt(smoke_exp, monkeypatch):
     sample = dict(sampler="confidence", threshold=0.5, steps=8, prompt="to be", temperature=0.9)
-    exp = _with(smoke_exp, **sample)
+    exp = smoke_exp.with_sample(**sample)
     call = generation.sampler_call(exp, 3)
     assert call.name == "confidence" and call.sampler is dd.samplers.SAMPLERS["confidence"]
     assert call.shape == (3, 32) and call.block_size == 0
@@ -107,7 +99,7 @@ def test_one_sampler_call_for_a_confidence_config_with_threshold_and_prompt(smok
 
 def test_the_block_path_gets_the_same_call(smoke_exp, monkeypatch):
     sample = dict(sampler="confidence", threshold=0.5, steps=4, prompt="to be", block_size=8)
-    exp = _with(smoke_exp, eos_id=0, **sample)
+    exp = smoke_exp.with_sample(eos_id=0, **sample)
     call = generation.sampler_call(exp, 2)
     assert call.name == "confidence" and call.block_size == 8 and call.shape == (2, 32)
     np.testing.assert_array_equal(call.options.pop("fixed"), _fixed(exp, "to be", 2))

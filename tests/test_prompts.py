@@ -14,16 +14,8 @@ def text_exp():
     return model.build(smoke.get_config())
 
 
-def _with(exp, **sample):
-    cfg = exp.cfg.copy_and_resolve_references()
-    cfg.sample.update(sample)
-    return model.Experiment(
-        cfg, exp.data, exp.objective, exp.graphdef, exp.params, exp.apply_fn, exp.mesh
-    )
-
-
 def test_prompt_is_a_fixed_prefix(text_exp):
-    exp = _with(text_exp, prompt="to be or")
+    exp = text_exp.with_sample(prompt="to be or")
     fixed = prompts.prompt_tokens(exp, 3)
     ids = exp.data.encode("to be or")
     assert fixed.shape == (3, exp.data.seq_len)
@@ -42,12 +34,12 @@ def test_prompt_and_template_read_characters_by_one_rule(text_exp, capsys):
     text = "To be, or"
     fixed = {}
     for key in ("prompt", "template"):
-        fixed[key] = prompts.prompt_tokens(_with(text_exp, **{key: text}), 1)[0]
+        fixed[key] = prompts.prompt_tokens(text_exp.with_sample(**{key: text}), 1)[0]
         assert f"note: sample.{key} 'To be, or' is read as 'to be  or'" in capsys.readouterr().out
     np.testing.assert_array_equal(fixed["prompt"], fixed["template"])
     per_char = [text_exp.data.encode(c)[0] for c in "to be  or"]  # encode collapses spaces
     np.testing.assert_array_equal(fixed["prompt"][: len(text)], per_char)
-    prompts.prompt_tokens(_with(text_exp, prompt=text), 1)
+    prompts.prompt_tokens(text_exp.with_sample(prompt=text), 1)
     assert "note:" not in capsys.readouterr().out  # said once, not at every evaluation
 
     cfg = smoke.get_config()
@@ -56,13 +48,15 @@ def test_prompt_and_template_read_characters_by_one_rule(text_exp, capsys):
     raw = model.build(cfg)
     for key in ("prompt", "template"):
         with pytest.raises(ValueError, match=rf"sample.{key} character '~' \(position 2\) is not"):
-            prompts.prompt_tokens(_with(raw, **{key: "To~be"}), 1)
-    assert prompts.prompt_tokens(_with(raw, prompt="To be,"), 1)[0, 0] == raw.data.encode("T")[0]
+            prompts.prompt_tokens(raw.with_sample(**{key: "To~be"}), 1)
+    assert (
+        prompts.prompt_tokens(raw.with_sample(prompt="To be,"), 1)[0, 0] == raw.data.encode("T")[0]
+    )
 
 
 def test_template_underscores_are_free(text_exp):
     template = "to be or ____ to be"
-    exp = _with(text_exp, template=template, sampler="first_hitting")
+    exp = text_exp.with_sample(template=template, sampler="first_hitting")
     samples = generation.generate(exp, exp.params, 2, seed=1)
     for text in exp.data.decode(samples):
         for i, ch in enumerate(template):
@@ -82,7 +76,7 @@ def test_template_underscores_are_free(text_exp):
 )
 def test_bad_sample_options(text_exp, sample, match):
     with pytest.raises(ValueError, match=match):
-        generation.generate(_with(text_exp, **sample), text_exp.params, 2, seed=0)
+        generation.generate(text_exp.with_sample(**sample), text_exp.params, 2, seed=0)
 
 
 def test_cfg_sampling_of_a_class_conditional_model():
@@ -93,6 +87,6 @@ def test_cfg_sampling_of_a_class_conditional_model():
     samples = generation.generate(exp, exp.params, 4, seed=0)
     assert samples.shape == (4, 64)
     assert samples.min() >= 0 and samples.max() < 17  # no mask id left
-    bad = _with(exp, class_label=10)
+    bad = exp.with_sample(class_label=10)
     with pytest.raises(ValueError, match="class_label"):
         generation.generate(bad, exp.params, 2, seed=0)
